@@ -1,0 +1,107 @@
+"""Command line: ``python -m cspnet_lab {list,summary,compare,savings} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import costs
+from .models import list_models
+
+
+def _model_overrides(args) -> dict:
+    out = {}
+    for key in ("fusion", "part_ratio", "growth_rate", "partial_transition_ratio"):
+        value = getattr(args, key, None)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def cmd_summary(args) -> None:
+    report = costs.analyze(args.model, args.input_size, **_model_overrides(args))
+    print(f"{args.model} at {args.input_size}x{args.input_size}: {report.params:,} parameters, "
+          f"{report.macs:,} multiply-adds (convs + linears)")
+    if args.layers:
+        rows = [dict(name=r.name, kind=r.kind, cin=r.in_channels, cout=r.out_channels,
+                     hw=f"{r.out_hw[0]}x{r.out_hw[1]}", params=r.params, macs=r.macs) for r in report.layers]
+        print(costs.format_table(rows, [("name", "layer", ""), ("kind", "kind", ""), ("cin", "in", "d"),
+                                        ("cout", "out", "d"), ("hw", "output", ""), ("params", "params", ",d"),
+                                        ("macs", "multiply-adds", ",d")]))
+    else:
+        plans = {f"stage{p.index}": p for p in report.stages}
+        rows = []
+        for stage, s in report.by_stage().items():
+            p = plans.get(stage)
+            rows.append(dict(stage=stage, cin=p.in_channels if p else None, cout=p.out_channels if p else None,
+                             skip=p.skip_channels if p else None, dense=p.dense_channels if p else None,
+                             params=s["params"], macs=s["macs"]))
+        print(costs.format_table(rows, [("stage", "stage", ""), ("cin", "in", "d"), ("skip", "skip", "d"),
+                                        ("dense", "dense", "d"), ("cout", "out", "d"),
+                                        ("params", "params", ",d"), ("macs", "multiply-adds", ",d")]))
+    if args.torchinfo:
+        import torchinfo
+        from .models import create_model
+        model = create_model(args.model, **_model_overrides(args))
+        print(torchinfo.summary(model, input_size=(1, model.config.in_channels, args.input_size,
+                                                     args.input_size), verbose=0, depth=args.depth))
+
+
+def cmd_compare(args) -> None:
+    rows = costs.compare(args.base, args.other, args.input_size, **_model_overrides(args))
+    print(f"{args.other} against {args.base} at {args.input_size}x{args.input_size}"
+          + "".join(f", {k}={v}" for k, v in _model_overrides(args).items()))
+    print(costs.format_table(rows, [("metric", "", ""), ("base", args.base, ",.0f"), ("other", args.other, ",.0f"),
+                                    ("change_pct", "change %", "+.1f")]))
+
+
+def cmd_savings(args) -> None:
+    rows = costs.savings_table(args.depths, args.part_ratios, args.fusions, args.input_size)
+    print(costs.format_table(rows, [("depth", "depth", "d"), ("fusion", "fusion", ""),
+                                    ("part_ratio", "part_ratio", ".2f"), ("params", "params", ",d"),
+                                    ("params_change_pct", "params %", "+.1f"), ("macs", "multiply-adds", ",d"),
+                                    ("macs_change_pct", "mult-adds %", "+.1f"),
+                                    ("io_change_pct", "conv I/O bytes %", "+.1f")]))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cspnet_lab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the model presets")
+
+    def model_options(p):
+        p.add_argument("--input-size", type=int, default=224)
+        p.add_argument("--fusion", choices=("csp", "first", "last"))
+        p.add_argument("--part-ratio", type=float, dest="part_ratio")
+        p.add_argument("--partial-transition-ratio", type=float, dest="partial_transition_ratio")
+        p.add_argument("--growth-rate", type=int, dest="growth_rate")
+
+    p = sub.add_parser("summary", help="per-stage (or --layers: per-layer) parameters and multiply-adds")
+    p.add_argument("model")
+    p.add_argument("--layers", action="store_true", help="one row per layer instead of per stage")
+    p.add_argument("--torchinfo", action="store_true", help="also print torchinfo's summary")
+    p.add_argument("--depth", type=int, default=2, help="torchinfo depth")
+    model_options(p)
+    p = sub.add_parser("compare", help="params, multiply-adds and memory traffic of two models")
+    p.add_argument("base")
+    p.add_argument("other")
+    model_options(p)
+    p = sub.add_parser("savings", help="savings of every CSP variant against DenseNet")
+    p.add_argument("--depths", type=int, nargs="+", default=[121, 169, 201])
+    p.add_argument("--part-ratios", type=float, nargs="+", default=[0.25, 0.5, 0.75], dest="part_ratios")
+    p.add_argument("--fusions", nargs="+", default=["csp", "first", "last"])
+    p.add_argument("--input-size", type=int, default=224)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            print("\n".join(list_models()))
+        else:
+            {"summary": cmd_summary, "compare": cmd_compare, "savings": cmd_savings}[args.command](args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

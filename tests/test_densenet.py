@@ -1,0 +1,186 @@
+"""DenseNet: exactly torchvision's (counts, names, shapes, logits), and its bad inputs."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import cspnet_lab
+from cspnet_lab import DenseNet, costs
+from conftest import FIXTURES
+
+# torchvision's published parameter counts (its model docs; ../shared/reference/facts.md).
+TORCHVISION_PARAMS = {"densenet121": 7_978_856, "densenet161": 28_681_000,
+                      "densenet169": 14_149_480, "densenet201": 20_013_928}
+
+
+def densenet_params(growth_rate, block_config, num_init_features, bn_size=4, num_classes=1000, in_channels=3):
+    """Parameter count from the architecture alone (torchvision's layout): no model is built."""
+    k, c = growth_rate, num_init_features
+    total = in_channels * c * 7 * 7 + 2 * c                       # conv0, norm0
+    for i, layers in enumerate(block_config):
+        for l in range(layers):
+            cin = c + l * k
+            total += 2 * cin + cin * bn_size * k + 2 * bn_size * k + bn_size * k * k * 9
+        c += layers * k
+        if i < len(block_config) - 1:
+            total += 2 * c + c * (c // 2)                             # transition: norm, 1x1 conv
+            c //= 2
+    return total + 2 * c + c * num_classes + num_classes             # norm5, classifier
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_PARAMS))
+def test_parameter_counts_equal_torchvision_published(name):
+    model = cspnet_lab.create_model(name)
+    assert costs.count_params(model) == TORCHVISION_PARAMS[name]
+    cfg = cspnet_lab.models.PRESETS[name][1]
+    assert densenet_params(**cfg) == TORCHVISION_PARAMS[name]
+
+
+def test_densenet264_matches_the_architecture_formula():
+    # DenseNet paper Table 1: growth 32, blocks (6, 12, 64, 48).
+    assert costs.count_params(cspnet_lab.densenet264()) == densenet_params(32, (6, 12, 64, 48), 64)
+
+
+@pytest.mark.parametrize("name", [n for n in cspnet_lab.list_models() if "densenet" in n and "csp" not in n])
+def test_every_dense_block_outputs_c0_plus_L_times_k(name):
+    model = cspnet_lab.create_model(name)
+    cfg = model.config
+    c0 = cfg.num_init_features
+    blocks = [m for n, m in model.features.named_children() if n.startswith("denseblock")]
+    assert len(blocks) == len(cfg.block_config)
+    for block, layers in zip(blocks, cfg.block_config):
+        assert block.out_channels == c0 + layers * cfg.growth_rate
+        # The last layer's first conv really sees c0 + (L-1) k channels.
+        assert list(block.values())[-1].conv1.in_channels == c0 + (layers - 1) * cfg.growth_rate
+        c0 = int((c0 + layers * cfg.growth_rate) * cfg.compression)
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_PARAMS))
+def test_state_dict_keys_and_shapes_are_torchvisions(name):
+    reference = json.loads((FIXTURES / "torchvision_densenet_keys.json").read_text())[name]
+    ours = [[k, list(v.shape)] for k, v in cspnet_lab.create_model(name).state_dict().items()]
+    assert ours == reference["state_dict"]
+
+
+def test_torchvision_checkpoint_loads_strict_and_gives_the_same_logits():
+    # Written by scripts/torchvision_fixtures.py with a real torchvision DenseNet (see the script).
+    fx = torch.load(FIXTURES / "torchvision_tiny_densenet.pt", weights_only=True)
+    model = DenseNet(**fx["config"]).eval()
+    model.load_state_dict(fx["state_dict"], strict=True)
+    with torch.no_grad():
+        logits = model(fx["input"])
+    torch.testing.assert_close(logits, fx["logits"], rtol=1e-5, atol=1e-5)
+
+
+def test_initialisation_follows_torchvision():
+    model = DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=16, num_classes=5)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
+        if isinstance(m, nn.Linear):
+            assert torch.all(m.bias == 0)
+    # Kaiming normal, fan_in, gain sqrt(2): std = sqrt(2 / fan_in).
+    conv = cspnet_lab.densenet121().features.denseblock3.denselayer20.conv1
+    fan_in = conv.in_channels
+    assert conv.weight.std().item() == pytest.approx((2 / fan_in) ** 0.5, rel=0.03)
+
+
+def test_memory_efficient_gives_the_same_outputs_and_gradients():
+    cfg = dict(growth_rate=6, block_config=(3, 2), num_init_features=8, bn_size=2, num_classes=4, drop_rate=0.0)
+    plain = DenseNet(**cfg)
+    efficient = DenseNet(**cfg, memory_efficient=True)
+    efficient.load_state_dict(plain.state_dict())
+    x = torch.randn(3, 3, 32, 32)
+    out_a, out_b = plain(x), efficient(x)
+    torch.testing.assert_close(out_a, out_b)
+    out_a.square().sum().backward()
+    out_b.square().sum().backward()
+    for (name, pa), pb in zip(plain.named_parameters(), efficient.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, msg=name)
+
+
+def test_memory_efficient_really_checkpoints():
+    # Checkpointing drops each layer's concatenation and BN-ReLU output from the saved activations.
+    cfg = dict(growth_rate=8, block_config=(6, 6), num_init_features=16, num_classes=4)
+    x = torch.randn(2, 3, 32, 32)
+    plain = costs.saved_tensor_bytes(DenseNet(**cfg), x)
+    efficient = costs.saved_tensor_bytes(DenseNet(**cfg, memory_efficient=True), x)
+    assert efficient < 0.7 * plain  # DenseNet-121 at 224x224: 0.48 (the book measures it)
+
+
+def test_dropout_is_active_only_in_training():
+    model = DenseNet(growth_rate=4, block_config=(2,), num_init_features=8, drop_rate=0.5, num_classes=3)
+    x = torch.randn(2, 3, 16, 16)
+    model.eval()
+    torch.testing.assert_close(model(x), model(x))
+    model.train()
+    assert not torch.allclose(model(x), model(x))
+
+
+def test_cifar_stem_keeps_resolution_and_takes_tiny_inputs():
+    model = cspnet_lab.densenet_cifar()
+    assert model.min_input_size == 4  # two transitions halve 4 -> 2 -> 1
+    assert model.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(growth_rate=0), "growth_rate must be a positive integer"),
+    (dict(growth_rate=-4), "growth_rate must be a positive integer"),
+    (dict(growth_rate=2.5), "growth_rate must be a positive integer"),
+    (dict(block_config=()), "block_config must be a non-empty sequence"),
+    (dict(block_config=(6, 0, 3)), "block_config must be a non-empty sequence"),
+    (dict(block_config=(6, -1)), "block_config must be a non-empty sequence"),
+    (dict(compression=0.0), r"compression must be in \(0, 1\]"),
+    (dict(compression=1.5), r"compression must be in \(0, 1\]"),
+    (dict(compression=float("nan")), r"compression must be a number in \(0, 1\]"),
+    (dict(bn_size=0), "bn_size must be a positive integer"),
+    (dict(drop_rate=1.0), r"drop_rate must be in \[0, 1\)"),
+    (dict(drop_rate=-0.1), r"drop_rate must be in \[0, 1\)"),
+    (dict(stem="resnet"), "stem must be one of 'imagenet', 'cifar'"),
+    (dict(num_classes=0), "num_classes must be a positive integer"),
+])
+def test_bad_configuration_is_a_clear_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DenseNet(**kwargs)
+
+
+def test_compression_that_empties_a_transition_is_rejected():
+    with pytest.raises(ValueError, match="leaves transition1 with 0 channels"):
+        DenseNet(growth_rate=2, block_config=(1, 1), num_init_features=2, compression=0.1)
+
+
+def test_input_too_small_for_downsampling():
+    model = cspnet_lab.densenet121().eval()
+    # stem: ceil(H/2) twice, then three 2x2 poolings: H >= 29 leaves 1 pixel.
+    assert model.min_input_size == 29
+    assert model(torch.randn(1, 3, 29, 29)).shape == (1, 1000)
+    with pytest.raises(ValueError, match="input size 28x28 is too small.*>= 29"):
+        model(torch.randn(1, 3, 28, 28))
+
+
+def test_input_with_wrong_channels_or_rank():
+    model = cspnet_lab.densenet121(in_channels=1).eval()
+    with pytest.raises(ValueError, match="input has 3 channels; this model takes in_channels=1"):
+        model(torch.randn(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="4-D batch"):
+        model(torch.randn(1, 64, 64))
+
+
+def test_unknown_model_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown model name 'densenet999'; known models: densenet121,"):
+        cspnet_lab.create_model("densenet999")
+
+
+def test_unknown_override_is_rejected():
+    with pytest.raises(ValueError, match="densenet121 does not take fusion"):
+        cspnet_lab.create_model("densenet121", fusion="csp")
+
+
+def test_presets_are_one_line_constructors_with_overrides():
+    model = cspnet_lab.densenet121(num_classes=10, growth_rate=16)
+    assert model.classifier.out_features == 10
+    assert model.features.denseblock1.denselayer1.conv2.out_channels == 16
+    assert set(cspnet_lab.list_models()) >= {"densenet121", "densenet161", "densenet169", "densenet201",
+                                              "densenet264", "densenet_cifar"}
