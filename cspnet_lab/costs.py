@@ -353,17 +353,6 @@ def compare(base: str, other: str, input_size=224, **overrides) -> list[dict]:
     return [dict(metric=m, base=x, other=y, change_pct=_pct(y, x)) for m, x, y in rows]
 
 
-PAPER_FIGURES = [
-    # The paper's reported figures (facts.md), for the savings table's side-by-side column.
-    dict(source="paper Table 3", model="CSPDenseNet-201-Elastic vs DenseNet-201-Elastic",
-         flops_change_pct=-19.0, params_change_pct=_pct(20.17, 19.48)),
-    dict(source="paper Table 1 (PeleeNet)", model="fusion last vs PeleeNet", flops_change_pct=-21.0,
-         params_change_pct=None),
-    dict(source="paper Table 1 (PeleeNet)", model="CSPPeleeNet vs PeleeNet", flops_change_pct=-13.0,
-         params_change_pct=_pct(2.83, 2.79)),
-]
-
-
 def savings_table(depths=(121, 169, 201), part_ratios=(0.25, 0.5, 0.75), fusions=("csp", "first", "last"),
                   input_size=224) -> list[dict]:
     """Every CSP variant's change in params, multiply-adds and conv memory traffic against its DenseNet."""
