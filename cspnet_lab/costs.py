@@ -403,3 +403,12 @@ def saved_tensor_bytes(model: nn.Module, x: torch.Tensor) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model(x)
     return sum(seen.values())
+
+
+def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """The same table as :func:`format_table`, in Markdown (the chapters display it rendered)."""
+    head = "| " + " | ".join(h for _, h, _ in columns) + " |"
+    rule = "|" + "|".join("---:" if f else ":---" for _, _, f in columns) + "|"
+    body = ["| " + " | ".join("-" if row.get(k) is None else format(row[k], f) for k, _, f in columns) + " |"
+            for row in rows]
+    return "\n".join([head, rule, *body])

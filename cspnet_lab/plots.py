@@ -71,3 +71,64 @@ def stage_costs(reports: dict[str, CostReport], metric: str = "macs"):
     ax.legend(frameon=False)
     fig.tight_layout()
     return fig
+
+
+SKIP_COLOR, DENSE_COLOR, JOINED_COLOR = "#8DA0CB", "#FC8D62", "#66C2A5"
+
+
+def _stage_columns(plan):
+    """The stage as columns of stacked segments (name, channels, colour, names it flows from)."""
+    cols = [("stage input x0", [("skip", plan.skip_channels, SKIP_COLOR, ()),
+                                ("dense", plan.dense_channels, DENSE_COLOR, ())])]
+    skip = [("skip", plan.skip_channels, SKIP_COLOR, ("skip",))] if plan.skip_channels else []
+    cols.append((f"dense block\n{plan.num_layers} layers, k={plan.growth_rate}",
+                 skip + [("dense", plan.dense_out_channels, DENSE_COLOR, ("dense",))]))
+    if plan.partial_transition_channels:
+        pool = " + pool" if plan.fusion == "last" and plan.downsample else ""
+        cols.append((f"partial transition\n1x1 conv{pool}",
+                     skip + [("dense", plan.partial_transition_channels, DENSE_COLOR, ("dense",))]))
+    if plan.skip_channels:
+        cols.append(("concat", [("joined", plan.concat_channels, JOINED_COLOR, ("skip", "dense"))]))
+    if plan.transition_channels:
+        cols.append(("transition\n1x1 conv" + (" + pool" if plan.downsample else ""),
+                     [("joined", plan.transition_channels, JOINED_COLOR, ("joined", "dense"))]))
+    return cols
+
+
+def stage_diagram(plan, ax=None, title: str | None = None, scale: float | None = None):
+    """Where every channel of one stage goes: bar heights are channel counts, read off the stage's plan.
+
+    ``plan`` is a :class:`~cspnet_lab.densenet.StagePlan` (``model.plans[i]``). Blue: the skip part x0',
+    orange: the dense path, green: after the concat.
+    """
+    from matplotlib.patches import Polygon
+
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 3.6))
+    cols = _stage_columns(plan)
+    scale = scale or max(sum(seg[1] for seg in segs) for _, segs in cols)
+    width, gap = 0.5, 1.0
+    prev = None
+    for i, (label, segs) in enumerate(cols):
+        x, y, spans = i * (width + gap), 0.0, {}
+        for name, c, color, sources in segs:
+            h = c / scale
+            ax.add_patch(plt.Rectangle((x, y), width, h, color=color, ec="white"))
+            if h > 0.04:
+                ax.text(x + width / 2, y + h / 2, str(c), ha="center", va="center", fontsize=8)
+            if prev is not None:  # a band from the segments this one is made of
+                px, pspans = prev
+                src = [pspans[n] for n in sources if n in pspans]
+                if src:
+                    y0, y1 = min(v[0] for v in src), max(v[1] for v in src)
+                    ax.add_patch(Polygon([(px + width, y0), (px + width, y1), (x, y + h), (x, y)],
+                                         closed=True, color=color, alpha=0.25, lw=0))
+            spans[name] = (y, y + h)
+            y += h
+        ax.text(x + width / 2, -0.04, label, ha="center", va="top", fontsize=7.5)
+        prev = (x, spans)
+    ax.set_xlim(-0.2, len(cols) * (width + gap) - gap + 0.2)
+    ax.set_ylim(-0.22, 1.05)
+    ax.axis("off")
+    ax.set_title(title or f"stage {plan.index}: {plan.in_channels} channels in, {plan.out_channels} out"
+                 + (f" (fusion {plan.fusion!r})" if plan.fusion else " (DenseNet)"), fontsize=10)
+    return fig
