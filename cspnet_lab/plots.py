@@ -33,7 +33,8 @@ def channels_per_layer(report: CostReport, ax=None, label: str | None = None):
     ax.set_xlabel("dense layer (through the whole network)")
     ax.set_ylabel("input channels")
     ax.set_title(label or "Channels each dense layer reads")
-    ax.legend(frameon=False, ncol=4, fontsize=8)
+    if label is None:
+        ax.legend(frameon=False, ncol=4, fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 
