@@ -45,7 +45,7 @@ def test_chapter_starts_with_the_colab_setup_cell_pointing_at_the_repository(cha
     # It must not reinstall torch or ipywidgets (Colab's own are kept).
     code = "\n".join(line for line in first.splitlines() if not line.lstrip().startswith("#"))
     assert not re.search(r"install[^\n]*\b(torch|ipywidgets)\b", code)
-    assert "cspnet-lab[costs] @" in first
+    assert "cspnet-lab[lab] @" in first
 
 
 def _page(chapter):

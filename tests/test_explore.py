@@ -1,0 +1,84 @@
+"""Explorers without a browser: a setting in, the right numbers out; the static control's frames."""
+
+import itertools
+import json
+import re
+
+import pytest
+
+import cspnet_lab
+from cspnet_lab import costs, explore
+from cspnet_lab.explore import Control, Explorer
+
+
+def test_growth_explorer_numbers_follow_the_formula():
+    r = explore.growth_compute(growth_rate=12, depth="169")
+    c, outs = 64, []
+    for i, layers in enumerate((6, 12, 32, 32)):
+        outs.append(c + layers * 12)
+        c = (c + layers * 12) // 2
+    assert r["block_out"] == outs
+    assert r["params"] == costs.count_params(cspnet_lab.densenet169(growth_rate=12))
+    assert r["cio"]["stage1"] == costs.cio_dense_block(64, 12, 6)
+
+
+def test_split_explorer_numbers_for_a_setting_worked_by_hand():
+    r = explore.split_compute(part_ratio=0.25, growth_rate=32, stage=1)
+    # stage 1 of CSPDenseNet-121: c = 64 -> dense 16, skip 48; block 16 + 6 x 32 = 208; pt 104; out (48+104)/2.
+    assert (r["skip"], r["dense"], r["block_out"], r["partial_transition"], r["out"]) == (48, 16, 208, 104, 76)
+    assert r["params"] == costs.count_params(cspnet_lab.cspdensenet121(part_ratio=0.25))
+    assert r["base_params"] == 7_978_856
+
+
+@pytest.mark.parametrize("fusion, ratio, depth", [("last", 0.25, "201"), ("first", 0.75, "121")])
+def test_fusion_explorer_numbers_are_the_models(fusion, ratio, depth):
+    r = explore.fusion_compute(fusion=fusion, part_ratio=ratio, depth=depth)
+    model = cspnet_lab.create_model(f"cspdensenet{depth}", fusion=fusion, part_ratio=ratio)
+    assert r["params"] == costs.count_params(model)
+    assert r["macs"] == costs.analyze(model.config).macs
+    assert r["base_macs"] == costs.analyze(f"densenet{depth}").macs
+
+
+def test_explorer_rejects_a_setting_that_empties_a_path():
+    with pytest.raises(ValueError, match="part_ratio"):
+        explore.split_compute(part_ratio=0.001)
+
+
+def _toy():
+    calls = []
+
+    def compute(a=1, b="x"):
+        calls.append((a, b))
+        return {"a": a, "b": b}
+
+    def draw(r):
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(1, 1))
+        ax.bar([0], [r["a"]])
+        return fig
+    ex = Explorer("toy", [Control("a", (1, 2, 3), (1, 5, 1), 2), Control("b", ("x", "y"), ("x", "y", "z"), "x")],
+                  compute, draw, lambda r: [("a times 10", str(10 * r["a"])), ("b", r["b"])])
+    return ex, calls
+
+
+def test_static_control_has_one_frame_per_grid_point_and_no_network():
+    ex, calls = _toy()
+    page = ex.static_html(dpi=20, element_id="toy")
+    frames = json.loads(re.search(r'<script type="application/json" class="cspnet-frames">(.*?)</script>', page, re.S).group(1))
+    assert set(frames) == {f"{a}|{b}" for a, b in itertools.product((1, 2, 3), ("x", "y"))}
+    assert "<td>30</td>" in frames["3|y"]["numbers"] and "<td>y</td>" in frames["3|y"]["numbers"]
+    assert len({f["png"] for f in frames.values()}) == 3          # the picture depends on a only
+    assert not re.search(r"(src|href)=\"https?://", page)           # nothing is fetched
+    assert 'value="1"' in page                                    # the slider starts at a=2 (index 1)
+    assert frames["2|x"]["png"] in page.split('class="cspnet-frames"')[0]  # and shows that frame first
+
+
+def test_live_widgets_call_the_same_compute_on_every_change():
+    ex, calls = _toy()
+    box = ex.live()
+    a, b = box.children[0].children
+    assert (a.min, a.max, a.value) == (1, 5, 2) and b.options == ("x", "y", "z")
+    calls.clear()
+    a.value = 5
+    b.value = "z"
+    assert calls == [(5, "x"), (5, "z")]
