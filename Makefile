@@ -6,7 +6,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup book test clean
+.PHONY: setup book test browser clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,13 @@ setup: $(STAMP)
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
 
-test: book
+# The browser tests drive Debian's chromium (Playwright never downloads a browser here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  { echo "make test needs Debian's chromium: sudo apt-get install chromium"; exit 1; }
+
+test: book browser
 	$(PY) -m pytest
 
 clean:
