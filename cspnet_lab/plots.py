@@ -133,3 +133,29 @@ def stage_diagram(plan, ax=None, title: str | None = None, scale: float | None =
     ax.set_title(title or f"stage {plan.index}: {plan.in_channels} channels in, {plan.out_channels} out"
                  + (f" (fusion {plan.fusion!r})" if plan.fusion else " (DenseNet)"), fontsize=10)
     return fig
+
+
+def similarity_heatmap(names, matrix, ax=None, title: str = ""):
+    """Cosine similarity between the gradient terms each consumer sends back to one feature map."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4, 3.6))
+    im = ax.imshow(matrix.numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
+    short = [n.replace("layer", "L") for n in names]
+    ax.set_xticks(range(len(names)), short, fontsize=7, rotation=90)
+    ax.set_yticks(range(len(names)), short, fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    return fig
+
+
+def gradient_norms(histories: dict[str, list[dict]], ax=None, step: int = -1):
+    """Gradient norm of every dense layer's conv weights at one training step, for several models."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 3.2))
+    for i, (name, history) in enumerate(histories.items()):
+        row = history[step]
+        ax.plot(range(1, len(row) + 1), list(row.values()), marker="o", ms=3, label=name, color=STAGE_COLORS[i % 6])
+    ax.set_xlabel("dense layer (through the whole network)")
+    ax.set_ylabel("gradient norm of conv weights")
+    ax.set_yscale("log")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
