@@ -192,7 +192,7 @@ def growth_draw(r: dict):
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
     plots.channels_per_layer(r["report"], axes[0], label=f"DenseNet-{r['depth']}, k={r['growth_rate']}: channels read")
     plots.macs_per_layer(r["report"], axes[1])
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.9, wspace=0.25)  # fixed: faster than tight_layout
     return fig
 
 
@@ -227,7 +227,7 @@ def split_draw(r: dict):
     fig, ax = plt.subplots(figsize=(9, 3.4))
     plots.stage_diagram(r["plan"], ax, scale=900,
                         title=f"CSPDenseNet-121 stage {r['stage']}: part_ratio={r['part_ratio']}, k={r['growth_rate']}")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.9)
     return fig
 
 
@@ -272,7 +272,7 @@ def fusion_draw(r: dict):
     axes[1].set_xticks(list(xs), stages, fontsize=8)
     axes[1].set_ylabel("multiply-adds (millions)")
     axes[1].legend(frameon=False, fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.12, top=0.9, wspace=0.15)
     return fig
 
 
