@@ -64,6 +64,45 @@ def cmd_savings(args) -> None:
                                     ("io_change_pct", "conv I/O bytes %", "+.1f")]))
 
 
+def cmd_bench(args) -> None:
+    from . import bench
+
+    settings = dict(bench.PRESETS[args.preset]) if args.preset else {"models": []}
+    for key in ("models", "batch_sizes", "input_sizes", "modes", "device", "repeats", "warmup", "threads"):
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    if args.channels_last:
+        settings["channels_last"] = True
+    if args.bf16:
+        settings["bf16"] = True
+    if not settings["models"]:
+        raise ValueError("give --models or --preset")
+    result = bench.run(bench.BenchSettings(**settings))
+    if args.out:
+        print("wrote", bench.save_results(result, args.out))
+    _print_speedups(result, args.baseline or result["results"][0]["model"])
+
+
+def _print_speedups(result, baseline) -> None:
+    from . import bench
+
+    rows = bench.speedups(result, baseline)
+    if rows:
+        print(f"\nagainst {baseline} on {result['provenance']['device']}:")
+        print(costs.format_table(rows, [("model", "model", ""), ("mode", "mode", ""), ("batch", "batch", "d"),
+                                        ("macs_change_pct", "mult-adds %", "+.1f"),
+                                        ("time_change_pct", "time %", "+.1f"), ("speedup", "speedup", ".3f"),
+                                        ("speedup_per_mac_reduction", "speedup / MAC reduction", ".3f")]))
+
+
+def cmd_bench_report(args) -> None:
+    from . import bench
+
+    result = bench.load_results(args.file)
+    _print_speedups(result, args.baseline or result["results"][0]["model"])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cspnet_lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,12 +130,30 @@ def main(argv=None) -> int:
     p.add_argument("--part-ratios", type=float, nargs="+", default=[0.25, 0.5, 0.75], dest="part_ratios")
     p.add_argument("--fusions", nargs="+", default=["csp", "first", "last"])
     p.add_argument("--input-size", type=int, default=224)
+    p = sub.add_parser("bench", help="time and memory of models (CPU or CUDA); JSON results with provenance")
+    p.add_argument("--preset", choices=("cpu", "gpu", "smoke"), help="the settings of a committed run")
+    p.add_argument("--models", nargs="+", help="presets, optionally name:key=value,key=value")
+    p.add_argument("--batch-sizes", type=int, nargs="+", dest="batch_sizes")
+    p.add_argument("--input-sizes", type=int, nargs="+", dest="input_sizes")
+    p.add_argument("--modes", nargs="+", choices=("inference", "train"))
+    p.add_argument("--device", choices=("cpu", "cuda"))
+    p.add_argument("--repeats", type=int)
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--channels-last", action="store_true", dest="channels_last")
+    p.add_argument("--bf16", action="store_true", help="CUDA only: bf16 autocast")
+    p.add_argument("--baseline", help="model label to compare against (default: the first)")
+    p.add_argument("--out", help="write the results here (JSON, atomically)")
+    p = sub.add_parser("bench-report", help="validate a result file and print its speedups")
+    p.add_argument("file")
+    p.add_argument("--baseline")
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
             print("\n".join(list_models()))
         else:
-            {"summary": cmd_summary, "compare": cmd_compare, "savings": cmd_savings}[args.command](args)
+            {"summary": cmd_summary, "compare": cmd_compare, "savings": cmd_savings, "bench": cmd_bench,
+             "bench-report": cmd_bench_report}[args.command](args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

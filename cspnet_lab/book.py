@@ -14,8 +14,8 @@ def describe_device(dev: torch.device | None = None) -> str:
     dev = dev or device()
     if dev.type == "cuda":
         return f"GPU: {torch.cuda.get_device_name(dev)} (torch {torch.__version__})"
-    import platform
-    return f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads (torch {torch.__version__})"
+    from .bench import cpu_name
+    return f"CPU: {cpu_name()}, {torch.get_num_threads()} threads (torch {torch.__version__})"
 
 
 def glue(name: str, value, display: bool = False):

@@ -170,3 +170,32 @@ def gradient_norms(histories: dict[str, list[dict]], ax=None, step: int = -1):
     ax.legend(frameon=False)
     fig.tight_layout()
     return fig
+
+
+def savings_scatter(rows: list[dict], ax=None, title: str = ""):
+    """Multiply-add reduction (x) against measured time reduction (y), one point per variant and mode.
+
+    On the diagonal the FLOP cut is fully realised as time; below it, only partly.
+    """
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 4.4))
+    markers = {"inference": "o", "train": "s"}
+    for i, mode in enumerate(("inference", "train")):
+        pts = [r for r in rows if r["mode"] == mode]
+        ax.scatter([-r["macs_change_pct"] for r in pts], [-r["time_change_pct"] for r in pts], marker=markers[mode],
+                   color=STAGE_COLORS[i], label=mode, zorder=3)
+        for r in pts:
+            if mode == "train":
+                ax.annotate(r["model"].split(":", 1)[-1].replace("fusion=", "").replace(",part_ratio=", " "),
+                            (-r["macs_change_pct"], -r["time_change_pct"]), fontsize=6, alpha=0.7,
+                            xytext=(3, 3), textcoords="offset points")
+    lim = max([abs(r["macs_change_pct"]) for r in rows] + [abs(r["time_change_pct"]) for r in rows] + [5]) * 1.1
+    ax.plot([-lim, lim], [-lim, lim], color="grey", lw=0.8, ls="--", label="FLOP cut fully realised")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.axvline(0, color="grey", lw=0.5)
+    ax.set_xlim(-lim / 3, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_xlabel("multiply-add reduction (%)")
+    ax.set_ylabel("measured time reduction (%)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(frameon=False, fontsize=8)
+    return fig
