@@ -103,6 +103,11 @@ def cmd_bench_report(args) -> None:
     _print_speedups(result, args.baseline or result["results"][0]["model"])
 
 
+def cmd_train(args) -> None:
+    from .train import main_from_args
+    main_from_args(args)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cspnet_lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +149,24 @@ def main(argv=None) -> int:
     p.add_argument("--bf16", action="store_true", help="CUDA only: bf16 autocast")
     p.add_argument("--baseline", help="model label to compare against (default: the first)")
     p.add_argument("--out", help="write the results here (JSON, atomically)")
+    p = sub.add_parser("train", help="train a model (also under torchrun); history.json + checkpoint.pt")
+    p.add_argument("--model", help="preset, optionally name:key=value,...")
+    p.add_argument("--dataset", choices=("digits", "cifar10"))
+    p.add_argument("--image-size", type=int, dest="image_size")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, dest="batch_size", help="global batch size")
+    p.add_argument("--optimizer", choices=("sgd", "adamw"))
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float, dest="weight_decay")
+    p.add_argument("--schedule", choices=("cosine", "step", "none"))
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out")
+    p.add_argument("--resume", action="store_true", default=None)
+    p.add_argument("--max-steps", type=int, dest="max_steps")
+    p.add_argument("--bn-eval", action="store_true", default=None, dest="bn_eval")
+    p.add_argument("--device")
+    p.add_argument("--no-progress", action="store_false", default=None, dest="progress")
+    p.add_argument("--data-root", dest="data_root")
     p = sub.add_parser("bench-report", help="validate a result file and print its speedups")
     p.add_argument("file")
     p.add_argument("--baseline")
@@ -153,7 +176,7 @@ def main(argv=None) -> int:
             print("\n".join(list_models()))
         else:
             {"summary": cmd_summary, "compare": cmd_compare, "savings": cmd_savings, "bench": cmd_bench,
-             "bench-report": cmd_bench_report}[args.command](args)
+             "bench-report": cmd_bench_report, "train": cmd_train}[args.command](args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -49,7 +49,7 @@ class ModelSpec:
     def parse(cls, text: str) -> "ModelSpec":
         name, _, rest = text.partition(":")
         overrides = []
-        for item in filter(None, rest.split(",")):
+        for item in filter(None, _split_top_level(rest)):
             key, eq, value = item.partition("=")
             if not eq:
                 raise ValueError(f"model spec {text!r}: override {item!r} must be key=value")
@@ -60,15 +60,27 @@ class ModelSpec:
         return create_model(self.name, **dict(self.overrides))
 
 
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside parentheses: "a=1,block_config=(4,4,4)" -> ["a=1", "block_config=(4,4,4)"]."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch in "(["
+        depth -= ch in ")]"
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return parts + [cur]
+
+
 def _parse_value(v: str):
-    if v in ("True", "False"):
-        return v == "True"
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return v
+    """A Python literal (int, float, bool, tuple, None) when it is one, else the string itself."""
+    import ast
+    try:
+        return ast.literal_eval(v)
+    except (ValueError, SyntaxError):
+        return v
 
 
 @dataclass
