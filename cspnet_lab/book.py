@@ -18,8 +18,8 @@ def describe_device(dev: torch.device | None = None) -> str:
     return f"CPU: {cpu_name()}, {torch.get_num_threads()} threads (torch {torch.__version__})"
 
 
-def glue(name: str, value, display: bool = False):
-    """``myst_nb.glue`` in the book build; in Colab or Jupyter (no myst_nb) just returns the value.
+def glue(name: str, value, display: bool = False) -> None:
+    """``myst_nb.glue`` in the book build; in Colab or Jupyter (no myst_nb) it does nothing.
 
     The book's prose reads glued values with ``{glue:text}`name```, so numbers in the text always come
     from the code that ran.
@@ -27,6 +27,5 @@ def glue(name: str, value, display: bool = False):
     try:
         from myst_nb import glue as _glue
     except ImportError:
-        return value
+        return
     _glue(name, value, display=display)
-    return value
