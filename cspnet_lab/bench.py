@@ -360,6 +360,17 @@ def load_results(path) -> dict:
     return validate_results(result, path)
 
 
+# --------------------------------------------------------------------------- committed results
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+
+
+def committed_results(pattern: str = "*.json") -> list[pathlib.Path]:
+    """The result files committed with the package (cspnet_lab/results/), so a chapter finds them wherever
+    the package is installed: in the repository, in a virtual environment, in Colab."""
+    return sorted(RESULTS.glob(pattern))
+
+
 # --------------------------------------------------------------------------- analysis
 
 def speedups(result: dict, baseline: str) -> list[dict]:

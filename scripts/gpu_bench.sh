@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# All GPU measurements in one call (well under 10 minutes on an H100/H200). Results go to $OUT, then are
-# committed under book/data/ so chapter 6 shows them with the device they came from.
+# All GPU measurements in one call (sized for well under 10 minutes on an H100/H200). Results go to $OUT,
+# then are committed under cspnet_lab/results/ so chapter 6 shows them with the device they came from.
 #
 #   OUT=/some/folder bash scripts/gpu_bench.sh        # from the repository root, on a machine with CUDA
 #

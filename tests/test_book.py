@@ -2,6 +2,7 @@
 the numbers the code computes. `make test` builds the book (warnings as errors) before pytest runs."""
 
 import json
+import pathlib
 import re
 
 import pytest
@@ -13,12 +14,18 @@ from conftest import ROOT
 
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
-CHAPTERS = [c["file"] for c in TOC["chapters"]]
+ENTRIES = [c["file"] for c in TOC["chapters"]]
+CHAPTERS = [c for c in ENTRIES if (ROOT / f"{c}.ipynb").exists()]   # the bibliography page is Markdown
 HTML = ROOT / "_build" / "html"
 
 
 def _notebook(chapter):
     return json.loads((ROOT / f"{chapter}.ipynb").read_text())
+
+
+def test_every_toc_entry_but_the_bibliography_is_a_notebook():
+    assert [c for c in ENTRIES if c not in CHAPTERS] == ["book/references"]
+    assert len(CHAPTERS) == 8
 
 
 def test_config_executes_every_chapter_and_builds_only_the_toc():
@@ -70,3 +77,41 @@ def test_chapter_one_prose_shows_the_computed_numbers():
     params = costs.count_params(cspnet_lab.densenet121())
     assert f"Our DenseNet-121 has {params:,} parameters" in text
     assert f"DenseNet-121 costs {costs.analyze('densenet121').macs / 1e9:.3f} G multiply-adds" in text
+
+
+def _links(page_path):
+    html = page_path.read_text()
+    return re.findall(r'href="([^"]+)"', html)
+
+
+def test_internal_links_and_anchors_resolve_and_external_links_are_listed():
+    """Every relative link of every built page points at a file that exists (and an anchor that exists);
+    external links are collected into _build/external_links.txt, not fetched."""
+    pages = sorted(HTML.rglob("*.html"))
+    assert pages, "the book is not built: run `make book` (make test does)"
+    external, broken = set(), []
+    for page in pages:
+        if "_static" in page.parts or "reports" in page.parts:
+            continue
+        for href in _links(page):
+            if href.startswith(("http://", "https://")):
+                external.add(href.split("#")[0])
+                continue
+            if href.startswith(("mailto:", "javascript:", "data:")) or href == "#":
+                continue
+            target, _, anchor = href.partition("#")
+            path = (page.parent / target.split("?")[0]).resolve() if target else page
+            if not path.exists():
+                broken.append(f"{page.relative_to(HTML)} -> {href}")
+            elif anchor and path.suffix == ".html" and f'id="{anchor}"' not in path.read_text():
+                broken.append(f"{page.relative_to(HTML)} -> {href} (no such anchor)")
+    assert broken == []
+    (ROOT / "_build" / "external_links.txt").write_text("\n".join(sorted(external)) + "\n")
+    assert all(re.match(r"https?://[\w.-]+/", u) for u in external)
+
+
+def test_table_of_contents_lists_every_chapter_in_order():
+    nav = _page(TOC["root"])
+    positions = [nav.find(f'href="{pathlib.Path(c).name}.html"') for c in ENTRIES]
+    assert all(p > 0 for p in positions), "a chapter is missing from the navigation"
+    assert positions == sorted(positions)
