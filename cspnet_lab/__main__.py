@@ -68,7 +68,8 @@ def cmd_bench(args) -> None:
     from . import bench
 
     settings = dict(bench.PRESETS[args.preset]) if args.preset else {"models": []}
-    for key in ("models", "batch_sizes", "input_sizes", "modes", "device", "repeats", "warmup", "threads"):
+    for key in ("models", "batch_sizes", "input_sizes", "modes", "device", "repeats", "warmup", "threads",
+                "min_run_time"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
@@ -145,6 +146,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int)
     p.add_argument("--warmup", type=int)
     p.add_argument("--threads", type=int)
+    p.add_argument("--min-run-time", type=float, dest="min_run_time", help="seconds of timing per case")
     p.add_argument("--channels-last", action="store_true", dest="channels_last")
     p.add_argument("--bf16", action="store_true", help="CUDA only: bf16 autocast")
     p.add_argument("--baseline", help="model label to compare against (default: the first)")

@@ -11,7 +11,7 @@ OUT="${OUT:?set OUT to the folder for the result files}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY="${PYTHON:-python}"
 if [ "${GPU_BENCH_DRY_RUN:-0}" = 1 ]; then
-  SMALL=(--device cpu --batch-sizes 2 --input-sizes 32 --repeats 2 --warmup 0)
+  SMALL=(--device cpu --batch-sizes 2 --input-sizes 32 --repeats 2 --warmup 0 --min-run-time 0.01)
   BF16=()
 else
   SMALL=()

@@ -1,0 +1,224 @@
+"""DenseNet (Huang et al. 2017) exactly as torchvision builds it, plus the options the book needs.
+
+A model is described by a frozen config (what the network *is*), turned into a list of
+:class:`StagePlan` (the channel count at every point, pure Python), and only then into modules.
+The cost functions in :mod:`cspnet_lab.costs` read the same plans without building anything.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import _checks
+from .layers import DenseBlock, Transition
+
+STEMS = ("imagenet", "cifar")
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """Channel counts of one stage: a dense block and what surrounds it.
+
+    For DenseNet ``skip_channels`` is 0, ``fusion`` is None and the stage is
+    dense block -> transition. CSPDenseNet stages fill in the rest (see :mod:`cspnet_lab.csp`).
+    """
+
+    index: int                     # 1-based, as in denseblock1
+    in_channels: int               # c: the stage's base feature map x0
+    skip_channels: int             # x0': goes straight to the fusion
+    dense_channels: int            # x0'': enters the dense block
+    num_layers: int                # L
+    growth_rate: int               # k
+    bn_size: int
+    fusion: str | None = None      # None (DenseNet), "csp", "first" or "last"
+    partial_transition_channels: int | None = None  # 1x1 conv on the dense path, before the concat
+    transition_channels: int | None = None          # 1x1 conv after the concat (DenseNet: after the block)
+    downsample: bool = False       # does this stage end with 2x2 average pooling?
+
+    @property
+    def dense_out_channels(self) -> int:
+        """c'' + L x k: the dense block's output."""
+        return self.dense_channels + self.num_layers * self.growth_rate
+
+    @property
+    def concat_channels(self) -> int:
+        """Channels right after the skip part and the dense path are joined."""
+        dense_path = self.partial_transition_channels or self.dense_out_channels
+        return self.skip_channels + dense_path
+
+    @property
+    def out_channels(self) -> int:
+        return self.transition_channels or self.concat_channels
+
+
+@dataclass(frozen=True)
+class DenseNetConfig:
+    """Everything that defines a DenseNet. Validated on creation: a bad value never builds a model."""
+
+    growth_rate: int = 32
+    block_config: tuple[int, ...] = (6, 12, 24, 16)
+    num_init_features: int = 64
+    bn_size: int = 4
+    compression: float = 0.5
+    drop_rate: float = 0.0
+    num_classes: int = 1000
+    in_channels: int = 3
+    stem: str = "imagenet"         # "imagenet": 7x7/2 conv + 3x3/2 max pool; "cifar": 3x3/1 conv
+    stem_norm: bool = True         # norm0 + relu0 after conv0 (torchvision: yes; the source article: no)
+    final_norm: bool = True        # norm5 + ReLU before pooling (torchvision: yes; the source article: no)
+    memory_efficient: bool = False
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        set_("growth_rate", _checks.positive_int("growth_rate", self.growth_rate))
+        set_("block_config", _checks.block_config(self.block_config))
+        set_("num_init_features", _checks.positive_int("num_init_features", self.num_init_features))
+        set_("bn_size", _checks.positive_int("bn_size", self.bn_size))
+        set_("compression", _checks.ratio_open_closed("compression", self.compression))
+        set_("drop_rate", _checks.ratio_closed_open("drop_rate", self.drop_rate))
+        set_("num_classes", _checks.positive_int("num_classes", self.num_classes))
+        set_("in_channels", _checks.positive_int("in_channels", self.in_channels))
+        _checks.choice("stem", self.stem, STEMS)
+        self.stages()  # a compression that leaves a transition with 0 channels fails here
+
+    def stages(self) -> list[StagePlan]:
+        plans, c = [], self.num_init_features
+        last = len(self.block_config)
+        for i, num_layers in enumerate(self.block_config, start=1):
+            plan = StagePlan(i, c, 0, c, num_layers, self.growth_rate, self.bn_size)
+            if i < last:  # every block but the last is followed by a transition
+                t = _checks.scaled_channels(plan.dense_out_channels, self.compression)
+                if t < 1:
+                    raise ValueError(f"compression={self.compression} leaves transition{i} with 0 channels; "
+                                     f"compression must be >= 1/{plan.dense_out_channels}")
+                plan = StagePlan(i, c, 0, c, num_layers, self.growth_rate, self.bn_size,
+                                 transition_channels=t, downsample=True)
+            plans.append(plan)
+            c = plan.out_channels
+        return plans
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def stem_output_size(size: int, stem: str) -> int:
+    """Spatial size after the stem: conv0 7x7/2 pad 3 then maxpool 3x3/2 pad 1, or a 3x3/1 conv."""
+    if stem == "cifar":
+        return size
+    size = (size + 2 * 3 - 7) // 2 + 1
+    return (size + 2 * 1 - 3) // 2 + 1
+
+
+def feature_sizes(config, size: int) -> list[int]:
+    """Spatial size entering each stage, then the final one; ValueError if any would be 0."""
+    sizes = [stem_output_size(size, config.stem)]
+    for plan in config.stages():
+        sizes.append(sizes[-1] // 2 if plan.downsample else sizes[-1])
+    return sizes
+
+
+def min_input_size(config) -> int:
+    """The smallest height/width the network's downsampling leaves at least 1 pixel."""
+    size = 1
+    while min(feature_sizes(config, size)) < 1:
+        size += 1
+    return size
+
+
+class DenseNetBase(nn.Module):
+    """Stem, head, input checks and torchvision's initialisation, shared by DenseNet and CSPDenseNet."""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.config = config
+        self.plans = config.stages()
+        self.min_input_size = min_input_size(config)
+        self.features = nn.Sequential(self._stem())
+        for plan in self.plans:
+            for name, module in self._stage(plan):
+                self.features.add_module(name, module)
+        out = self.plans[-1].out_channels
+        if config.final_norm:
+            self.features.add_module("norm5", nn.BatchNorm2d(out))
+        self.classifier = nn.Linear(out, config.num_classes)
+        self._init_weights()
+
+    def _stem(self) -> OrderedDict:
+        c, k = self.config, self.config.num_init_features
+        if c.stem == "imagenet":
+            layers = [("conv0", nn.Conv2d(c.in_channels, k, kernel_size=7, stride=2, padding=3, bias=False))]
+        else:
+            layers = [("conv0", nn.Conv2d(c.in_channels, k, kernel_size=3, stride=1, padding=1, bias=False))]
+        if c.stem_norm:
+            layers += [("norm0", nn.BatchNorm2d(k)), ("relu0", nn.ReLU(inplace=True))]
+        if c.stem == "imagenet":
+            layers.append(("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1)))
+        return OrderedDict(layers)
+
+    def _stage(self, plan: StagePlan):
+        raise NotImplementedError
+
+    def _dense_block(self, plan: StagePlan) -> DenseBlock:
+        c = self.config
+        return DenseBlock(plan.num_layers, plan.dense_channels, plan.growth_rate, plan.bn_size,
+                          c.drop_rate, c.memory_efficient)
+
+    def _init_weights(self) -> None:
+        # torchvision's scheme: Kaiming-normal convs, BN weight 1 / bias 0, Linear bias 0.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.Linear):
+                nn.init.constant_(m.bias, 0)
+
+    def check_input(self, x: Tensor) -> None:
+        """ValueError, before any tensor work, for an input the network cannot take."""
+        c = self.config
+        if x.dim() != 4:
+            raise ValueError(f"input must be a 4-D batch (N, C, H, W), got shape {tuple(x.shape)}")
+        if x.shape[1] != c.in_channels:
+            raise ValueError(f"input has {x.shape[1]} channels; this model takes in_channels={c.in_channels}")
+        h, w = int(x.shape[2]), int(x.shape[3])
+        if min(h, w) < self.min_input_size:
+            raise ValueError(f"input size {h}x{w} is too small for this network's downsampling: height and "
+                             f"width must be >= {self.min_input_size} (stem={c.stem!r}, "
+                             f"{len(self.plans) - 1} transitions)")
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not torch.jit.is_tracing():
+            self.check_input(x)
+        out = self.features(x)
+        if self.config.final_norm:
+            out = F.relu(out, inplace=True)
+        out = torch.flatten(F.adaptive_avg_pool2d(out, (1, 1)), 1)
+        return self.classifier(out)
+
+
+class DenseNet(DenseNetBase):
+    """DenseNet-BC. Same module names, parameter count and initialisation as torchvision's DenseNet.
+
+    Args mirror torchvision's (plus ``compression``, ``in_channels`` and the stem/head options); see
+    :class:`DenseNetConfig`. ``memory_efficient=True`` checkpoints each layer's concat + BN-ReLU-1x1 conv:
+    same outputs and gradients, less activation memory, more compute.
+    """
+
+    def __init__(self, growth_rate: int = 32, block_config=(6, 12, 24, 16), num_init_features: int = 64,
+                 bn_size: int = 4, compression: float = 0.5, drop_rate: float = 0.0,
+                 num_classes: int = 1000, in_channels: int = 3, memory_efficient: bool = False,
+                 stem: str = "imagenet", stem_norm: bool = True, final_norm: bool = True) -> None:
+        super().__init__(DenseNetConfig(growth_rate, block_config, num_init_features, bn_size, compression,
+                                        drop_rate, num_classes, in_channels, stem, stem_norm, final_norm,
+                                        memory_efficient))
+
+    def _stage(self, plan: StagePlan):
+        yield f"denseblock{plan.index}", self._dense_block(plan)
+        if plan.transition_channels:
+            yield f"transition{plan.index}", Transition(plan.dense_out_channels, plan.transition_channels)

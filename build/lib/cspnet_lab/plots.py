@@ -1,0 +1,201 @@
+"""The matplotlib figures the chapters show. Each takes computed numbers and returns a Figure."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+from .costs import CostReport
+
+STAGE_COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860"]
+
+
+def _dense_layers(report: CostReport):
+    """(stage index, layer index, channels in, multiply-adds) for every dense layer, in order."""
+    out, conv1 = [], {}
+    for r in report.layers:
+        parts = r.name.split(".")
+        if len(parts) >= 4 and parts[-2].startswith("denselayer"):
+            stage = int("".join(ch for ch in parts[1] if ch.isdigit()))
+            layer = int(parts[-2][len("denselayer"):])
+            if parts[-1] == "conv1":
+                conv1[(stage, layer)] = r
+            elif parts[-1] == "conv2":
+                c1 = conv1[(stage, layer)]
+                out.append((stage, layer, c1.in_channels, c1.macs + r.macs))
+    return out
+
+
+def _stage_stairs(ax, layers, column: int, scale: float = 1.0, legend: bool = True):
+    """One filled step outline per stage (one artist each: much faster to draw than a bar per layer)."""
+    for stage in sorted({row[0] for row in layers}):
+        xs = [i for i, row in enumerate(layers) if row[0] == stage]
+        ax.stairs([layers[i][column] * scale for i in xs], [x - 0.5 for x in xs] + [xs[-1] + 0.5], fill=True,
+                  color=STAGE_COLORS[(stage - 1) % 6], label=f"stage {stage}" if legend else None)
+    ax.set_xlim(-1, len(layers))
+    ax.set_ylim(0, None)
+
+
+def channels_per_layer(report: CostReport, ax=None, label: str | None = None):
+    """Channels each dense layer reads (c0 + (l-1) k), layer by layer through the network."""
+    own = ax is None
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 3.2))
+    layers = _dense_layers(report)
+    _stage_stairs(ax, layers, 2, legend=label is None)
+    ax.set_xlabel("dense layer (through the whole network)")
+    ax.set_ylabel("input channels")
+    ax.set_title(label or "Channels each dense layer reads")
+    if label is None:
+        ax.legend(frameon=False, ncol=4, fontsize=8, loc="upper left")
+    if own:
+        fig.tight_layout()
+    return fig
+
+
+def macs_per_layer(report: CostReport, ax=None):
+    """Multiply-adds of each dense layer (both convs)."""
+    own = ax is None
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 3.2))
+    layers = _dense_layers(report)
+    _stage_stairs(ax, layers, 3, scale=1e-6)
+    ax.set_xlabel("dense layer (through the whole network)")
+    ax.set_ylabel("multiply-adds (millions)")
+    ax.set_title("Cost of each dense layer")
+    ax.legend(frameon=False, ncol=4, fontsize=8)
+    if own:
+        fig.tight_layout()
+    return fig
+
+
+def stage_costs(reports: dict[str, CostReport], metric: str = "macs"):
+    """Grouped bars: per-stage params or multiply-adds of several models."""
+    import numpy as np
+
+    names = list(reports)
+    stages = list(next(iter(reports.values())).by_stage())
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        by = reports[name].by_stage()
+        ax.bar(np.arange(len(stages)) + i * width, [by.get(s, {}).get(metric, 0) / 1e6 for s in stages],
+               width, label=name, color=STAGE_COLORS[i % 6])
+    ax.set_xticks(np.arange(len(stages)) + width * (len(names) - 1) / 2, stages)
+    ax.set_ylabel({"macs": "multiply-adds (millions)", "params": "parameters (millions)"}[metric])
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+SKIP_COLOR, DENSE_COLOR, JOINED_COLOR = "#8DA0CB", "#FC8D62", "#66C2A5"
+
+
+def _stage_columns(plan):
+    """The stage as columns of stacked segments (name, channels, colour, names it flows from)."""
+    cols = [("stage input x0", [("skip", plan.skip_channels, SKIP_COLOR, ()),
+                                ("dense", plan.dense_channels, DENSE_COLOR, ())])]
+    skip = [("skip", plan.skip_channels, SKIP_COLOR, ("skip",))] if plan.skip_channels else []
+    cols.append((f"dense block\n{plan.num_layers} layers, k={plan.growth_rate}",
+                 skip + [("dense", plan.dense_out_channels, DENSE_COLOR, ("dense",))]))
+    if plan.partial_transition_channels:
+        pool = " + pool" if plan.fusion == "last" and plan.downsample else ""
+        cols.append((f"partial transition\n1x1 conv{pool}",
+                     skip + [("dense", plan.partial_transition_channels, DENSE_COLOR, ("dense",))]))
+    if plan.skip_channels:
+        cols.append(("concat", [("joined", plan.concat_channels, JOINED_COLOR, ("skip", "dense"))]))
+    if plan.transition_channels:
+        cols.append(("transition\n1x1 conv" + (" + pool" if plan.downsample else ""),
+                     [("joined", plan.transition_channels, JOINED_COLOR, ("joined", "dense"))]))
+    return cols
+
+
+def stage_diagram(plan, ax=None, title: str | None = None, scale: float | None = None):
+    """Where every channel of one stage goes: bar heights are channel counts, read off the stage's plan.
+
+    ``plan`` is a :class:`~cspnet_lab.densenet.StagePlan` (``model.plans[i]``). Blue: the skip part x0',
+    orange: the dense path, green: after the concat.
+    """
+    from matplotlib.patches import Polygon
+
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 3.6))
+    cols = _stage_columns(plan)
+    scale = scale or max(sum(seg[1] for seg in segs) for _, segs in cols)
+    width, gap = 0.5, 1.0
+    prev = None
+    for i, (label, segs) in enumerate(cols):
+        x, y, spans = i * (width + gap), 0.0, {}
+        for name, c, color, sources in segs:
+            h = c / scale
+            ax.add_patch(plt.Rectangle((x, y), width, h, color=color, ec="white"))
+            if h > 0.04:
+                ax.text(x + width / 2, y + h / 2, str(c), ha="center", va="center", fontsize=8)
+            if prev is not None:  # a band from the segments this one is made of
+                px, pspans = prev
+                src = [pspans[n] for n in sources if n in pspans]
+                if src:
+                    y0, y1 = min(v[0] for v in src), max(v[1] for v in src)
+                    ax.add_patch(Polygon([(px + width, y0), (px + width, y1), (x, y + h), (x, y)],
+                                         closed=True, color=color, alpha=0.25, lw=0))
+            spans[name] = (y, y + h)
+            y += h
+        ax.text(x + width / 2, -0.04, label, ha="center", va="top", fontsize=7.5)
+        prev = (x, spans)
+    ax.set_xlim(-0.2, len(cols) * (width + gap) - gap + 0.2)
+    ax.set_ylim(-0.22, 1.05)
+    ax.axis("off")
+    ax.set_title(title or f"stage {plan.index}: {plan.in_channels} channels in, {plan.out_channels} out"
+                 + (f" (fusion {plan.fusion!r})" if plan.fusion else " (DenseNet)"), fontsize=10)
+    return fig
+
+
+def similarity_heatmap(names, matrix, ax=None, title: str = ""):
+    """Cosine similarity between the gradient terms each consumer sends back to one feature map."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4, 3.6))
+    im = ax.imshow(matrix.numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
+    short = [n.replace("layer", "L") for n in names]
+    ax.set_xticks(range(len(names)), short, fontsize=7, rotation=90)
+    ax.set_yticks(range(len(names)), short, fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    return fig
+
+
+def gradient_norms(histories: dict[str, list[dict]], ax=None, step: int = -1):
+    """Gradient norm of every dense layer's conv weights at one training step, for several models."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 3.2))
+    for i, (name, history) in enumerate(histories.items()):
+        row = history[step]
+        ax.plot(range(1, len(row) + 1), list(row.values()), marker="o", ms=3, label=name, color=STAGE_COLORS[i % 6])
+    ax.set_xlabel("dense layer (through the whole network)")
+    ax.set_ylabel("gradient norm of conv weights")
+    ax.set_yscale("log")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def savings_scatter(rows: list[dict], ax=None, title: str = ""):
+    """Multiply-add reduction (x) against measured time reduction (y), one point per variant and mode.
+
+    On the diagonal the FLOP cut is fully realised as time; below it, only partly.
+    """
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 4.4))
+    markers = {"inference": "o", "train": "s"}
+    for i, mode in enumerate(("inference", "train")):
+        pts = [r for r in rows if r["mode"] == mode]
+        ax.scatter([-r["macs_change_pct"] for r in pts], [-r["time_change_pct"] for r in pts], marker=markers[mode],
+                   color=STAGE_COLORS[i], label=mode, zorder=3)
+        for r in pts:
+            if mode == "train":
+                ax.annotate(r["model"].split(":", 1)[-1].replace("fusion=", "").replace(",part_ratio=", " "),
+                            (-r["macs_change_pct"], -r["time_change_pct"]), fontsize=6, alpha=0.7,
+                            xytext=(3, 3), textcoords="offset points")
+    lim = max([abs(r["macs_change_pct"]) for r in rows] + [abs(r["time_change_pct"]) for r in rows] + [5]) * 1.1
+    ax.plot([-lim, lim], [-lim, lim], color="grey", lw=0.8, ls="--", label="FLOP cut fully realised")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.axvline(0, color="grey", lw=0.5)
+    ax.set_xlim(-lim / 3, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_xlabel("multiply-add reduction (%)")
+    ax.set_ylabel("measured time reduction (%)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(frameon=False, fontsize=8)
+    return fig

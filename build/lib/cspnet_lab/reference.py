@@ -1,0 +1,38 @@
+"""Figures published by others, quoted beside our measurements. Never our own numbers.
+
+Sources: torchvision's densenet.py and model docs; Wang et al. 2019 (CSPNet), Tables 1 and 3 as listed in
+the README of the paper's code repository (WongKinYiu/CrossStagePartialNetworks).
+"""
+
+TORCHVISION = {
+    # name: (parameters, GFLOPS as torchvision documents them at 224x224 (multiply-adds in effect), acc@1)
+    "densenet121": (7_978_856, 2.834, 74.434),
+    "densenet161": (28_681_000, 7.728, 77.138),
+    "densenet169": (14_149_480, 3.36, 75.600),
+    "densenet201": (20_013_928, 4.291, 76.896),
+}
+
+# The CSPNet paper's ImageNet results (Table 3; darknet BFLOPs = 2 x multiply-adds at 256x256).
+PAPER_IMAGENET = [
+    dict(model="PeleeNet", params_m=2.79, bflops=1.017, top1=70.7),
+    dict(model="CSPPeleeNet", params_m=2.83, bflops=0.888, top1=70.9),
+    dict(model="DenseNet-201-Elastic", params_m=19.48, bflops=8.77, top1=77.9),
+    dict(model="CSPDenseNet-201-Elastic", params_m=20.17, bflops=7.13, top1=77.9),
+    dict(model="ResNeXt-50", params_m=22.19, bflops=10.11, top1=77.8),
+    dict(model="CSPResNeXt-50", params_m=20.50, bflops=7.93, top1=77.9),
+]
+
+# Changes against the baseline that the paper reports, in percent.
+PAPER_SAVINGS = [
+    dict(source="paper, Table 3", comparison="CSPDenseNet-201-Elastic vs DenseNet-201-Elastic",
+         flops_change_pct=-19.0, params_change_pct=round(100 * (20.17 - 19.48) / 19.48, 1), top1_change=0.0),
+    dict(source="paper, Table 1 (PeleeNet ablation)", comparison="fusion last vs PeleeNet",
+         flops_change_pct=-21.0, params_change_pct=None, top1_change=-0.1),
+    dict(source="paper, Table 1 (PeleeNet ablation)", comparison="CSPPeleeNet (fusion csp) vs PeleeNet",
+         flops_change_pct=-13.0, params_change_pct=round(100 * (2.83 - 2.79) / 2.79, 1), top1_change=0.2),
+    dict(source="paper, Table 1 (PeleeNet ablation)", comparison="fusion first vs PeleeNet",
+         flops_change_pct=None, params_change_pct=None, top1_change=-1.5),
+]
+
+# The source article (facts.md): its models' parameter counts and fvcore totals at 224x224.
+ARTICLE = {"article_densenet": (1_447_470, 0.580), "article_cspdensenet": (1_274_934, 0.555)}
