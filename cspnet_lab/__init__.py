@@ -9,3 +9,9 @@ from .models import (create_model, cspdensenet121, cspdensenet161, cspdensenet16
                      densenet264, densenet_cifar, list_models, model_config)
 
 __version__ = "0.1.0"
+
+__all__ = ["costs", "CSPDenseNet", "CSPDenseNetConfig", "CSPStage", "split_channels", "DenseNet", "DenseNetConfig",
+           "StagePlan", "DenseBlock", "DenseLayer", "Transition", "create_model", "list_models", "model_config",
+           "densenet121", "densenet161", "densenet169", "densenet201", "densenet264", "densenet_cifar",
+           "cspdensenet121", "cspdensenet161", "cspdensenet169", "cspdensenet201", "cspdensenet264",
+           "cspdensenet_cifar"]

@@ -335,7 +335,7 @@ def compare(base: str, other: str, input_size=224, **overrides) -> list[dict]:
     ``overrides`` apply to every model that takes them (e.g. ``fusion`` and ``part_ratio`` only reach
     CSPDenseNet presets).
     """
-    from .models import PRESETS, _CONFIGS, _preset
+    from .models import _CONFIGS, _preset
 
     reports = []
     for name in (base, other):

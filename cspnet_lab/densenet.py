@@ -8,7 +8,7 @@ The cost functions in :mod:`cspnet_lab.costs` read the same plans without buildi
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -192,14 +192,16 @@ class DenseNetBase(nn.Module):
                              f"width must be >= {self.min_input_size} (stem={c.stem!r}, "
                              f"{len(self.plans) - 1} transitions)")
 
+    def head(self, features: Tensor) -> Tensor:
+        """ReLU (after norm5), global average pooling, classifier."""
+        if self.config.final_norm:
+            features = F.relu(features, inplace=True)
+        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(features, (1, 1)), 1))
+
     def forward(self, x: Tensor) -> Tensor:
         if not torch.jit.is_tracing():
             self.check_input(x)
-        out = self.features(x)
-        if self.config.final_norm:
-            out = F.relu(out, inplace=True)
-        out = torch.flatten(F.adaptive_avg_pool2d(out, (1, 1)), 1)
-        return self.classifier(out)
+        return self.head(self.features(x))
 
 
 class DenseNet(DenseNetBase):

@@ -165,9 +165,9 @@ def mean_duplication(contributions: dict[int, dict[str, Tensor]]) -> list[float]
     return [mean_offdiagonal(contribution_similarity(terms)[1]) for terms in contributions.values()]
 
 
-def stage_contributions(model: nn.Module, x: Tensor, y: Tensor, stage: int) -> dict[int, dict[str, Tensor]]:
+def stage_contributions(model: nn.Module, x: Tensor, yb: Tensor, stage: int) -> dict[int, dict[str, Tensor]]:
     """:func:`gradient_contributions` for the dense block of ``stage`` (1-based) of a DenseNet or
-    CSPDenseNet, with the real gradient of the cross-entropy loss on the batch (x, y) arriving at the
+    CSPDenseNet, with the real gradient of the cross-entropy loss on the batch (x, yb) arriving at the
     block's output through the rest of the network. Batch norm runs in eval mode (fixed statistics), so
     the measure does not depend on how the batch is split."""
     model.eval()
@@ -180,26 +180,24 @@ def stage_contributions(model: nn.Module, x: Tensor, y: Tensor, stage: int) -> d
     with torch.no_grad():
         for _, module in children[:at]:
             x = module(x)
-    module = children[at][1]
-    x_skip = None
+    stage_input, module = x, children[at][1]
     if key.startswith("stage"):
-        x_skip, x = torch.split(x, [module.skip_channels, module.dense_channels], dim=1)
         block = module.dense
+        x = torch.split(x, [module.skip_channels, module.dense_channels], dim=1)[1]   # x0''
     else:
         block = module
 
     def rest(out: Tensor) -> Tensor:
-        if x_skip is not None:  # the rest of the CSP stage, as in CSPStage.forward
-            out = module.partial_transition(out)
-            if module.skip_channels:
-                out = torch.cat([module.skip(x_skip), out], dim=1)
-            out = module.transition(out)
+        # The rest of the network, from the block's output on: run the stage as it is, with the block's
+        # output replaced by ``out`` (so the fusion code is the model's own), then every later module.
+        handle = block.register_forward_hook(lambda m, i, o: out)
+        try:
+            y = module(stage_input)
+        finally:
+            handle.remove()
         for _, later in children[at + 1:]:
-            out = later(out)
-        if model.config.final_norm:
-            out = torch.relu(out)
-        logits = model.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1))
-        return nn.functional.cross_entropy(logits, y)
+            y = later(y)
+        return nn.functional.cross_entropy(model.head(y), yb)
 
     return gradient_contributions(block, x, loss_fn=rest)
 

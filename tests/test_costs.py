@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 import cspnet_lab
 from cspnet_lab import costs

@@ -1,6 +1,5 @@
 """Gradient measures on blocks small enough to work out by hand."""
 
-import itertools
 import math
 
 import pytest
