@@ -39,6 +39,17 @@ def _pair(size) -> tuple[int, int]:
 
 # --------------------------------------------------------------------------- analytic, from the config
 
+def stage_of(name: str) -> str:
+    """The part of the network a module belongs to, from its name: "stem", "stageN" or "head"
+    ("features.denseblock2.denselayer1.conv1" and "features.stage2.dense..." are both "stage2")."""
+    parts = name.split(".")
+    if parts[0] == "classifier" or parts[1] == "norm5":
+        return "head"
+    if parts[1].startswith(("conv0", "norm0", "relu0", "pool0")):
+        return "stem"
+    return "stage" + "".join(ch for ch in parts[1] if ch.isdigit())
+
+
 @dataclass(frozen=True)
 class LayerCost:
     """One layer with parameters: its name in the model, kind, channels, output size and costs."""
@@ -54,16 +65,7 @@ class LayerCost:
 
     @property
     def stage(self) -> str:
-        parts = self.name.split(".")
-        if parts[0] == "classifier":
-            return "head"
-        part = parts[1]
-        if part.startswith(("conv0", "norm0")):
-            return "stem"
-        if part == "norm5":
-            return "head"
-        return "stage" + "".join(ch for ch in part if ch.isdigit())
-
+        return stage_of(self.name)
 
 @dataclass
 class CostReport:
@@ -318,7 +320,7 @@ def measure_conv_io_bytes(model: nn.Module, input_size=224, batch: int = 1) -> d
     out: dict[str, int] = {}
     for row in trace(model, input_size, batch):
         if row.type == "Conv2d":
-            stage = LayerCost(row.name, "conv", 0, 0, (0, 0), 0, 0).stage
+            stage = stage_of(row.name)
             out[stage] = out.get(stage, 0) + row.io_bytes
     return out
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from .costs import CostReport
+from .costs import CostReport, stage_of
 
 STAGE_COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860"]
 
@@ -15,7 +15,7 @@ def _dense_layers(report: CostReport):
     for r in report.layers:
         parts = r.name.split(".")
         if len(parts) >= 4 and parts[-2].startswith("denselayer"):
-            stage = int("".join(ch for ch in parts[1] if ch.isdigit()))
+            stage = int(stage_of(r.name)[len("stage"):])
             layer = int(parts[-2][len("denselayer"):])
             if parts[-1] == "conv1":
                 conv1[(stage, layer)] = r

@@ -52,12 +52,17 @@ def _cifar_archive(path, per_batch=3):
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def test_cifar10_downloads_verifies_and_reads_the_real_format(tmp_path):
+def _fetched(tmp_path):
+    """Download the fixture archive into a fresh cache folder: (cache, unpacked folder)."""
     src = tmp_path / "source.tar.gz"
     md5 = _cifar_archive(src)
     cache = tmp_path / "cache"
     cache.mkdir()
-    folder = data.fetch_cifar10(cache, url=src.as_uri(), md5=md5)
+    return cache, data.fetch_cifar10(cache, url=src.as_uri(), md5=md5)
+
+
+def test_cifar10_downloads_verifies_and_reads_the_real_format(tmp_path):
+    cache, folder = _fetched(tmp_path)
     (xt, yt), (xv, yv) = data.read_cifar10(folder)
     assert xt.shape == (15, 3, 32, 32) and xt.dtype == torch.uint8 and xv.shape == (3, 3, 32, 32)
     # The first image is the first row of data_batch_1, reshaped channel-first.
@@ -84,11 +89,7 @@ def test_missing_cache_folder_is_a_value_error(tmp_path):
 
 
 def test_truncated_batch_file_is_reported_by_name(tmp_path):
-    src = tmp_path / "source.tar.gz"
-    md5 = _cifar_archive(src)
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    folder = data.fetch_cifar10(cache, url=src.as_uri(), md5=md5)
+    _, folder = _fetched(tmp_path)
     blob = (folder / "data_batch_3").read_bytes()
     (folder / "data_batch_3").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(ValueError, match="data_batch_3 is not a CIFAR-10 batch"):
