@@ -56,3 +56,85 @@ def choice(name: str, value, allowed) -> str:
 def scaled_channels(channels: int, ratio: float) -> int:
     """floor(channels x ratio), rounded to 9 decimals first so 0.29 x 100 gives 29, not 28."""
     return int(math.floor(round(channels * ratio, 9)))
+
+
+def boolean(name: str, value) -> bool:
+    """A real bool only: the string 'false' is truthy, so strings, ints and None are refused."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def non_negative_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def finite_real(name: str, value, low: float | None = None, high: float | None = None, *,
+                low_open: bool = False, high_open: bool = False) -> float:
+    """A finite number (not a bool, not NaN or infinity) in the interval given by low/high (None: open-ended)."""
+    lo = "-inf" if low is None else f"{low:g}"
+    hi = "inf" if high is None else f"{high:g}"
+    allowed = f"{'(' if low is None or low_open else '['}{lo}, {hi}{')' if high is None or high_open else ']'}"
+    v = _real(name, value, allowed)
+    if not math.isfinite(v) or (low is not None and (v < low or (low_open and v == low))) \
+            or (high is not None and (v > high or (high_open and v == high))):
+        raise ValueError(f"{name} must be a finite number in {allowed}, got {value!r}")
+    return v
+
+
+def path_like(name: str, value, optional: bool = False):
+    """A str or os.PathLike that is not empty (None too when optional)."""
+    import os
+    if value is None and optional:
+        return None
+    if not isinstance(value, (str, os.PathLike)) or not str(os.fspath(value)).strip():
+        raise ValueError(f"{name} must be a non-empty path{' or None' if optional else ''}, got {value!r}")
+    return value
+
+
+def device(name: str, value):
+    """A torch device this machine has: 'cpu', 'cuda', 'cuda:N' (N < the number of GPUs) or 'mps'."""
+    import torch
+
+    allowed = "'cpu', 'cuda' or 'cuda:N'" + (", 'mps'" if _mps_available() else "")
+    if not isinstance(value, (str, torch.device)):
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{name} is {value!r} but no CUDA device is available here; use 'cpu'")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"{name} is {value!r} but this machine has {count} CUDA device(s): "
+                             f"'cuda:0'..'cuda:{count - 1}'")
+        return dev
+    if dev.type == "mps" and _mps_available():
+        return dev
+    raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def _mps_available() -> bool:
+    import torch
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def floating_tensor(name: str, x, ndim: int | None = None):
+    """A floating-point torch tensor (with ``ndim`` dimensions when given): integer images are refused
+    rather than silently cast (a uint8 image in 0..255 is not the standardised input a model expects)."""
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor (float32, float16, bfloat16 or float64), "
+                         f"got dtype {x.dtype}; convert it with .float() (and scale/standardise it) first")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
+    return x

@@ -3,26 +3,37 @@
 One stage, with c channels in (the paper's base feature map x0):
 
 * **split**: the first ``c - floor(part_ratio * c)`` channels are the skip part x0', the remaining
-  ``floor(part_ratio * c)`` the dense part x0''. ``part_ratio`` is the fraction routed through the dense
-  block (the paper's gamma, which it never defines precisely). With an odd split the skip part gets
-  the extra channel, as in the source article. ``part_ratio=1.0`` means no skip part.
+  ``floor(part_ratio * c)`` the dense part x0''. ``part_ratio`` is *our* parameter: the fraction routed
+  through the dense block. The paper's gamma ("partial ratio") is never defined there; it may be this
+  share or the share that bypasses the block (chapter 3 shows both readings). With an odd split the skip
+  part gets the extra channel, as in the source article. ``part_ratio=1.0`` means no skip part.
 * **dense block** on x0'': c'' + L x k channels out.
-* **fusion** (the paper's Figure 3):
+* **fusion** (the paper's Figure 3), which the paper calls the stage's *partial transition layer*:
 
-  ========== ============================================================================
-  ``"csp"``  (b) dense -> partial transition (1x1 conv) -> concat with x0' -> transition
+  =========== ===========================================================================
+  ``"csp"``   (b) dense -> dense transition (1x1 conv) -> concat with x0' -> transition
   ``"first"`` (c) concat(x0', dense) -> transition
-  ``"last"``  (d) dense -> partial transition (the stage's transition) -> concat with x0'
-  ========== ============================================================================
+  ``"last"``  (d) dense -> dense transition (the stage's transition) -> concat with x0'
+  =========== ===========================================================================
+
+  The *dense transition* is our name for the BN-ReLU-1x1 conv on the dense path before the concat
+  (the paper's first transition, whose output it calls xT); the *transition* is the one after the
+  concat (its output xU).
 
 Transitions are DenseNet's: BN-ReLU-1x1 conv, then 2x2 average pooling in every stage but the last.
-As in DenseNet, the last stage has no transition after its concat (the head follows); a partial
+As in DenseNet, the last stage has no transition after its concat (the head follows); a dense
 transition on the dense path stays, without pooling.
 
+Widths (``widths``): ``"narrow"`` (default) sizes the dense transition as floor(ratio x its input), ratio
+``dense_transition_ratio`` or else ``compression``, so stage outputs are narrower than DenseNet's and part
+of any saving comes from the narrowing. ``"matched"`` makes every stage's output exactly DenseNet's, so
+that only the split differs: csp keeps the dense path's full width in its dense transition; first is
+already matched; last sizes its dense transition to DenseNet's stage output minus the skip part.
+
 Fusion "last" with downsampling pools the dense path, so the skip part must shrink too.
-``last_downsample="skip"`` (default) average-pools x0' beside the partial transition's pooling;
+``last_downsample="skip"`` (default) average-pools x0' beside the dense transition's pooling;
 ``"concat"`` moves the pooling after the concat. Average pooling acts on each channel alone, so the
-two give the same output; they differ only in where the pooling runs.
+two give the same output; they differ only in where the pooling runs (``StagePlan.pool``).
 """
 
 from __future__ import annotations
@@ -33,11 +44,12 @@ import torch
 from torch import Tensor, nn
 
 from . import _checks
-from .densenet import DenseNetBase, DenseNetConfig, StagePlan
+from .densenet import DenseNetBase, DenseNetConfig, StagePlan, StageParts, _from_args
 from .layers import Transition
 
 FUSIONS = ("csp", "first", "last")
 LAST_DOWNSAMPLE = ("skip", "concat")
+WIDTHS = ("narrow", "matched")
 
 
 def split_channels(channels: int, part_ratio: float) -> tuple[int, int]:
@@ -60,114 +72,149 @@ def split_channels(channels: int, part_ratio: float) -> tuple[int, int]:
 class CSPDenseNetConfig(DenseNetConfig):
     """DenseNetConfig plus the cross-stage partial settings.
 
-    ``partial_transition_ratio``: output channels of the partial transition as a fraction of the dense
-    block's output, floor(ratio x (c'' + L x k)). Default (None): ``compression``. One rule for both
-    variants that have a partial transition: it is DenseNet's transition on the dense path. In "last"
-    it is the stage's transition, pooling included; in "csp" its pooling moves to the transition after
-    the concat. (1.0 keeps the dense path's width, so the stage keeps DenseNet's widths, but its extra
-    (c'' + L x k)^2 conv makes the model *more* expensive than DenseNet: the book measures this.)
-    Not used by "first", which has no partial transition.
+    ``dense_transition_ratio`` (``widths="narrow"`` only): output channels of the dense transition as a
+    fraction of the dense block's output, floor(ratio x (c'' + L x k)). Default (None): ``compression``,
+    i.e. DenseNet's transition on the dense path. In "last" it is the stage's transition, pooling
+    included; in "csp" its pooling moves to the transition after the concat. Not used by "first",
+    which has no dense transition. ``widths="matched"``: see the module docstring.
     """
 
     part_ratio: float = 0.5
     fusion: str = "csp"
-    partial_transition_ratio: float | None = None
+    dense_transition_ratio: float | None = None
     last_downsample: str = "skip"
+    widths: str = "narrow"
 
     def __post_init__(self) -> None:
         _checks.choice("fusion", self.fusion, FUSIONS)
         _checks.choice("last_downsample", self.last_downsample, LAST_DOWNSAMPLE)
+        _checks.choice("widths", self.widths, WIDTHS)
         object.__setattr__(self, "part_ratio", _checks.ratio_open_closed("part_ratio", self.part_ratio))
-        if self.partial_transition_ratio is not None:
+        if self.dense_transition_ratio is not None:
             if self.fusion == "first":
-                raise ValueError("partial_transition_ratio applies to fusion 'csp' or 'last' only; "
-                                 "fusion 'first' has no partial transition (leave it None)")
-            object.__setattr__(self, "partial_transition_ratio", _checks.ratio_open_closed(
-                "partial_transition_ratio", self.partial_transition_ratio))
+                raise ValueError("dense_transition_ratio applies to fusion 'csp' or 'last' only; "
+                                 "fusion 'first' has no dense transition (leave it None)")
+            if self.widths == "matched":
+                raise ValueError("dense_transition_ratio applies to widths='narrow' only; widths='matched' "
+                                 "sets the dense transition so that stage outputs equal DenseNet's")
+            object.__setattr__(self, "dense_transition_ratio", _checks.ratio_open_closed(
+                "dense_transition_ratio", self.dense_transition_ratio))
         super().__post_init__()
 
     @property
-    def effective_partial_transition_ratio(self) -> float | None:
+    def effective_dense_transition_ratio(self) -> float | None:
+        """The narrow form's ratio (None for fusion first and for matched widths)."""
+        if self.fusion == "first" or self.widths == "matched":
+            return None
+        return self.compression if self.dense_transition_ratio is None else self.dense_transition_ratio
+
+    def _dense_transition_width(self, i: int, c: int, skip: int, d_out: int, last: bool) -> int | None:
         if self.fusion == "first":
             return None
-        if self.partial_transition_ratio is not None:
-            return self.partial_transition_ratio
-        return self.compression
+        if self.widths == "matched":
+            if self.fusion == "csp":
+                return d_out                    # keep the dense path's width: concat = c + L x k
+            densenet_out = c + (d_out - (c - skip))     # DenseNet's block output, c + L x k
+            target = densenet_out if last else self._transition_width(densenet_out, f"transition{i}")
+            pt = target - skip
+            if pt < 1:
+                raise ValueError(f"widths='matched' with fusion 'last': stage {i}'s skip part ({skip} channels) "
+                                 f"already fills DenseNet's stage output ({target}); use a larger part_ratio")
+            return pt
+        ratio = self.effective_dense_transition_ratio
+        pt = _checks.scaled_channels(d_out, ratio)
+        if pt < 1:
+            raise ValueError(f"dense_transition_ratio={ratio} leaves stage {i}'s dense transition "
+                             f"with 0 channels; it must be >= 1/{d_out}")
+        return pt
 
     def stages(self) -> list[StagePlan]:
         plans, c = [], self.num_init_features
         last = len(self.block_config)
-        pt_ratio = self.effective_partial_transition_ratio
         for i, num_layers in enumerate(self.block_config, start=1):
             skip, dense = split_channels(c, self.part_ratio)
             d_out = dense + num_layers * self.growth_rate
-            pt = None
-            if pt_ratio is not None:
-                pt = _checks.scaled_channels(d_out, pt_ratio)
-                if pt < 1:
-                    raise ValueError(f"partial_transition_ratio={pt_ratio} leaves stage {i}'s partial transition "
-                                     f"with 0 channels; it must be >= 1/{d_out}")
+            pt = self._dense_transition_width(i, c, skip, d_out, i == last)
             t = None
             if i < last and self.fusion != "last":
-                t = _checks.scaled_channels(skip + (pt or d_out), self.compression)
-                if t < 1:
-                    raise ValueError(f"compression={self.compression} leaves stage {i}'s transition with 0 channels")
-            plan = StagePlan(i, c, skip, dense, num_layers, self.growth_rate, self.bn_size, self.fusion,
-                             pt, t, downsample=i < last)
+                t = self._transition_width(skip + (pt or d_out), f"stage {i}'s transition")
+            pool = None
+            if i < last:
+                pool = "transition" if self.fusion != "last" else \
+                    ("paths" if self.last_downsample == "skip" else "concat")
+            plan = StagePlan(index=i, in_channels=c, skip_channels=skip, dense_channels=dense,
+                             num_layers=num_layers, growth_rate=self.growth_rate, bn_size=self.bn_size,
+                             fusion=self.fusion, dense_transition_channels=pt, transition_channels=t, pool=pool)
             plans.append(plan)
             c = plan.out_channels
         return plans
 
 
 class CSPStage(nn.Module):
-    """One cross-stage partial stage; ``forward`` follows the paper's Figure 3 top to bottom."""
+    """One cross-stage partial stage; ``forward`` follows the paper's Figure 3 top to bottom.
 
-    def __init__(self, plan: StagePlan, dense: nn.Module, last_downsample: str = "skip") -> None:
+    Built from its :class:`StagePlan` alone: the plan's ``pool`` says where the 2x2 pooling runs.
+    """
+
+    def __init__(self, plan: StagePlan, dense: nn.Module, *, pool_first: bool = False) -> None:
         super().__init__()
+        self.plan = plan
         self.skip_channels, self.dense_channels = plan.skip_channels, plan.dense_channels
-        pool_skip = plan.fusion == "last" and plan.downsample and last_downsample == "skip"
-        pool_after = plan.fusion == "last" and plan.downsample and last_downsample == "concat"
-        self.skip = nn.AvgPool2d(2, 2) if pool_skip and plan.skip_channels else nn.Identity()
+        pool_paths = plan.pool == "paths"
+        self.skip = nn.AvgPool2d(2, 2) if pool_paths and plan.skip_channels else nn.Identity()
         self.dense = dense
-        if plan.partial_transition_channels:
-            self.partial_transition = Transition(plan.dense_out_channels, plan.partial_transition_channels,
-                                                 pool=pool_skip)
+        if plan.dense_transition_channels:
+            self.dense_transition = Transition(plan.dense_out_channels, plan.dense_transition_channels,
+                                               pool=pool_paths, pool_first=pool_first)
         else:
-            self.partial_transition = nn.Identity()
+            self.dense_transition = nn.Identity()
         if plan.transition_channels:
-            self.transition = Transition(plan.concat_channels, plan.transition_channels, pool=plan.downsample)
-        elif pool_after:
+            self.transition = Transition(plan.concat_channels, plan.transition_channels,
+                                         pool=plan.pool == "transition", pool_first=pool_first)
+        elif plan.pool == "concat":
             self.transition = nn.AvgPool2d(2, 2)
         else:
             self.transition = nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
         x_skip, x_dense = torch.split(x, [self.skip_channels, self.dense_channels], dim=1)  # x0', x0''
-        y = self.partial_transition(self.dense(x_dense))
+        y = self.dense_transition(self.dense(x_dense))                                    # xT
         if self.skip_channels:
             y = torch.cat([self.skip(x_skip), y], dim=1)
-        return self.transition(y)
+        return self.transition(y)                                                          # xU
 
 
 class CSPDenseNet(DenseNetBase):
-    """DenseNet with cross-stage partial stages. ``features.stageN.{skip,dense,partial_transition,transition}``.
+    """DenseNet with cross-stage partial stages. ``features.stageN.{skip,dense,dense_transition,transition}``.
 
-    ``fusion="first", part_ratio=1.0`` is DenseNet: same parameters in the same order, same outputs.
+    Positional parameters are DenseNet's (torchvision's order); the CSP settings are keyword-only, or pass
+    ``config=CSPDenseNetConfig(...)``. ``fusion="first", part_ratio=1.0`` is DenseNet: same parameters in
+    the same order, same outputs.
     """
 
-    def __init__(self, growth_rate: int = 32, block_config=(6, 12, 24, 16), part_ratio: float = 0.5,
-                 fusion: str = "csp", num_init_features: int = 64, bn_size: int = 4,
-                 compression: float = 0.5, drop_rate: float = 0.0, num_classes: int = 1000,
-                 in_channels: int = 3, memory_efficient: bool = False, stem: str = "imagenet",
-                 stem_norm: bool = True, final_norm: bool = True,
-                 partial_transition_ratio: float | None = None, last_downsample: str = "skip") -> None:
-        super().__init__(CSPDenseNetConfig(growth_rate, block_config, num_init_features, bn_size, compression,
-                                           drop_rate, num_classes, in_channels, stem, stem_norm, final_norm,
-                                           memory_efficient, part_ratio, fusion, partial_transition_ratio,
-                                           last_downsample))
+    def __init__(self, growth_rate: int = 32, block_config=(6, 12, 24, 16), num_init_features: int = 64,
+                 bn_size: int = 4, drop_rate: float = 0.0, num_classes: int = 1000,
+                 memory_efficient: bool = False, *, part_ratio: float = 0.5, fusion: str = "csp",
+                 compression: float = 0.5, in_channels: int = 3, stem: str = "imagenet",
+                 stem_norm: bool = True, final_norm: bool = True, pool_first: bool = False,
+                 dense_transition_ratio: float | None = None, last_downsample: str = "skip",
+                 widths: str = "narrow", config: CSPDenseNetConfig | None = None) -> None:
+        args = {k: v for k, v in locals().items() if k not in ("self", "config", "__class__")}
+        super().__init__(_from_args(CSPDenseNetConfig, config, args))
 
     def _stage(self, plan: StagePlan):
-        yield f"stage{plan.index}", CSPStage(plan, self._dense_block(plan), self.config.last_downsample)
+        yield f"stage{plan.index}", CSPStage(plan, self._dense_block(plan), pool_first=self.config.pool_first)
+
+    def stage_parts(self) -> list[StageParts]:
+        parts = []
+        for plan in self.plans:
+            stage = self.features.get_submodule(f"stage{plan.index}")
+            opt = lambda m, cls: m if isinstance(m, cls) else None  # noqa: E731
+            parts.append(StageParts(plan, f"features.stage{plan.index}", stage.dense,
+                                    opt(stage.dense_transition, Transition), opt(stage.transition, Transition),
+                                    opt(stage.skip, nn.AvgPool2d), stage))
+        return parts
 
 
-__all__ = ["CSPDenseNet", "CSPDenseNetConfig", "CSPStage", "FUSIONS", "split_channels"]
+__all__ = ["CSPDenseNet", "CSPDenseNetConfig", "CSPStage", "FUSIONS", "LAST_DOWNSAMPLE", "WIDTHS",
+           "split_channels"]

@@ -20,25 +20,41 @@ from .layers import DenseBlock, Transition
 STEMS = ("imagenet", "cifar")
 
 
+POOL_PLACES = (None, "transition", "paths", "concat")
+
+
 @dataclass(frozen=True)
 class StagePlan:
-    """Channel counts of one stage: a dense block and what surrounds it.
+    """Channel counts of one stage, and where its pooling happens: the one description of a stage
+    that the modules, the cost model, the plots and the gradient code all read.
 
-    For DenseNet ``skip_channels`` is 0, ``fusion`` is None and the stage is
-    dense block -> transition. CSPDenseNet stages fill in the rest (see :mod:`cspnet_lab.csp`).
+    For DenseNet ``skip_channels`` is 0, ``fusion`` is None and the stage is dense block -> transition.
+    CSPDenseNet stages fill in the rest (see :mod:`cspnet_lab.csp`).
     """
 
     index: int                     # 1-based, as in denseblock1
     in_channels: int               # c: the stage's base feature map x0
     skip_channels: int             # x0': goes straight to the fusion
     dense_channels: int            # x0'': enters the dense block
-    num_layers: int                # L
-    growth_rate: int               # k
+    num_layers: int                # L (the CSPNet paper's k, or m in its CIO paragraph)
+    growth_rate: int               # DenseNet's k (the CSPNet paper's d)
     bn_size: int
     fusion: str | None = None      # None (DenseNet), "csp", "first" or "last"
-    partial_transition_channels: int | None = None  # 1x1 conv on the dense path, before the concat
-    transition_channels: int | None = None          # 1x1 conv after the concat (DenseNet: after the block)
-    downsample: bool = False       # does this stage end with 2x2 average pooling?
+    dense_transition_channels: int | None = None  # 1x1 conv on the dense path, before the concat
+    transition_channels: int | None = None        # 1x1 conv after the concat (DenseNet: after the block)
+    # Where the stage's 2x2 average pooling runs: None (no pooling, the last stage), "transition" (in
+    # the transition after the concat; DenseNet's transition), "paths" (fusion last: in the dense
+    # transition and on the skip part), "concat" (fusion last: after the concat).
+    pool: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.pool not in POOL_PLACES:
+            raise ValueError(f"pool must be one of {POOL_PLACES}, got {self.pool!r}")
+
+    @property
+    def downsample(self) -> bool:
+        """Does this stage halve the resolution?"""
+        return self.pool is not None
 
     @property
     def dense_out_channels(self) -> int:
@@ -48,7 +64,7 @@ class StagePlan:
     @property
     def concat_channels(self) -> int:
         """Channels right after the skip part and the dense path are joined."""
-        dense_path = self.partial_transition_channels or self.dense_out_channels
+        dense_path = self.dense_transition_channels or self.dense_out_channels
         return self.skip_channels + dense_path
 
     @property
@@ -64,14 +80,16 @@ class DenseNetConfig:
     block_config: tuple[int, ...] = (6, 12, 24, 16)
     num_init_features: int = 64
     bn_size: int = 4
-    compression: float = 0.5
     drop_rate: float = 0.0
     num_classes: int = 1000
+    memory_efficient: bool = False
+    # Ours, beyond torchvision's arguments:
+    compression: float = 0.5       # transition width = floor(compression x its input)
     in_channels: int = 3
     stem: str = "imagenet"         # "imagenet": 7x7/2 conv + 3x3/2 max pool; "cifar": 3x3/1 conv
     stem_norm: bool = True         # norm0 + relu0 after conv0 (torchvision: yes; the source article: no)
     final_norm: bool = True        # norm5 + ReLU before pooling (torchvision: yes; the source article: no)
-    memory_efficient: bool = False
+    pool_first: bool = False       # transitions pool before their 1x1 conv (same function, 1/4 the MACs)
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -83,21 +101,28 @@ class DenseNetConfig:
         set_("drop_rate", _checks.ratio_closed_open("drop_rate", self.drop_rate))
         set_("num_classes", _checks.positive_int("num_classes", self.num_classes))
         set_("in_channels", _checks.positive_int("in_channels", self.in_channels))
+        for name in ("memory_efficient", "stem_norm", "final_norm", "pool_first"):
+            _checks.boolean(name, getattr(self, name))
         _checks.choice("stem", self.stem, STEMS)
         self.stages()  # a compression that leaves a transition with 0 channels fails here
+
+    def _transition_width(self, channels: int, where: str) -> int:
+        t = _checks.scaled_channels(channels, self.compression)
+        if t < 1:
+            raise ValueError(f"compression={self.compression} leaves {where} with 0 channels; "
+                             f"compression must be >= 1/{channels}")
+        return t
 
     def stages(self) -> list[StagePlan]:
         plans, c = [], self.num_init_features
         last = len(self.block_config)
         for i, num_layers in enumerate(self.block_config, start=1):
-            plan = StagePlan(i, c, 0, c, num_layers, self.growth_rate, self.bn_size)
-            if i < last:  # every block but the last is followed by a transition
-                t = _checks.scaled_channels(plan.dense_out_channels, self.compression)
-                if t < 1:
-                    raise ValueError(f"compression={self.compression} leaves transition{i} with 0 channels; "
-                                     f"compression must be >= 1/{plan.dense_out_channels}")
-                plan = StagePlan(i, c, 0, c, num_layers, self.growth_rate, self.bn_size,
-                                 transition_channels=t, downsample=True)
+            out = c + num_layers * self.growth_rate
+            # every block but the last is followed by a transition, which pools
+            t = self._transition_width(out, f"transition{i}") if i < last else None
+            plan = StagePlan(index=i, in_channels=c, skip_channels=0, dense_channels=c, num_layers=num_layers,
+                             growth_rate=self.growth_rate, bn_size=self.bn_size, transition_channels=t,
+                             pool="transition" if i < last else None)
             plans.append(plan)
             c = plan.out_channels
         return plans
@@ -107,7 +132,8 @@ class DenseNetConfig:
 
 
 def stem_output_size(size: int, stem: str) -> int:
-    """Spatial size after the stem: conv0 7x7/2 pad 3 then maxpool 3x3/2 pad 1, or a 3x3/1 conv."""
+    """Spatial size after the stem: conv0 7x7/2 pad 3 then maxpool 3x3/2 pad 1 (= ceil(size / 4)),
+    or a 3x3/1 conv."""
     if stem == "cifar":
         return size
     size = (size + 2 * 3 - 7) // 2 + 1
@@ -115,19 +141,50 @@ def stem_output_size(size: int, stem: str) -> int:
 
 
 def feature_sizes(config, size: int) -> list[int]:
-    """Spatial size entering each stage, then the final one; ValueError if any would be 0."""
+    """Spatial size entering each stage, then the final one.
+
+    ValueError when ``size`` is not a positive integer or leaves any stage with no pixels.
+    """
+    size = _checks.positive_int("input size", size)
+    need = min_input_size(config)
+    if size < need:
+        raise ValueError(f"input size {size} is too small for this network's downsampling: it must be "
+                         f">= {need} (stem={config.stem!r}, {_num_pools(config)} transitions that pool)")
     sizes = [stem_output_size(size, config.stem)]
     for plan in config.stages():
         sizes.append(sizes[-1] // 2 if plan.downsample else sizes[-1])
     return sizes
 
 
+def _num_pools(config) -> int:
+    return sum(plan.downsample for plan in config.stages())
+
+
 def min_input_size(config) -> int:
-    """The smallest height/width the network's downsampling leaves at least 1 pixel."""
-    size = 1
-    while min(feature_sizes(config, size)) < 1:
-        size += 1
-    return size
+    """The smallest height/width that leaves every stage at least 1 pixel, in closed form.
+
+    n poolings (each floor(s / 2)) need s >= 2^n after the stem; the ImageNet stem maps a size to
+    ceil(size / 4), so the input needs size >= 4 (2^n - 1) + 1. The CIFAR stem keeps the size.
+    """
+    need = 2 ** _num_pools(config)
+    return need if config.stem == "cifar" else 4 * (need - 1) + 1
+
+
+@dataclass(frozen=True)
+class StageParts:
+    """One stage of a built model: its plan, its state_dict prefix and its real submodules.
+
+    ``run(x)`` runs the whole stage (DenseNet: block then transition; CSPDenseNet: the CSPStage).
+    Code that needs a model's structure asks for these instead of parsing module names.
+    """
+
+    plan: StagePlan
+    prefix: str                         # "features.denseblock2" or "features.stage2"
+    block: DenseBlock
+    dense_transition: Transition | None
+    transition: Transition | None
+    skip_pool: nn.Module | None         # fusion last, pool="paths": the pooling of the skip part
+    run: object                         # callable: stage input -> stage output
 
 
 class DenseNetBase(nn.Module):
@@ -163,10 +220,19 @@ class DenseNetBase(nn.Module):
     def _stage(self, plan: StagePlan):
         raise NotImplementedError
 
+    def stem_modules(self) -> list[tuple[str, nn.Module]]:
+        """The stem's (name, module) pairs, in order: conv0 [, norm0, relu0] [, pool0]."""
+        names = ("conv0", "norm0", "relu0", "pool0")
+        return [(n, m) for n, m in self.features.named_children() if n in names]
+
     def _dense_block(self, plan: StagePlan) -> DenseBlock:
         c = self.config
-        return DenseBlock(plan.num_layers, plan.dense_channels, plan.growth_rate, plan.bn_size,
+        return DenseBlock(plan.num_layers, plan.dense_channels, plan.bn_size, plan.growth_rate,
                           c.drop_rate, c.memory_efficient)
+
+    def stage_parts(self) -> list[StageParts]:
+        """Every stage's plan and modules (see :class:`StageParts`)."""
+        raise NotImplementedError
 
     def _init_weights(self) -> None:
         # torchvision's scheme: Kaiming-normal convs, BN weight 1 / bias 0, Linear bias 0.
@@ -204,23 +270,52 @@ class DenseNetBase(nn.Module):
         return self.head(self.features(x))
 
 
+def _from_args(config_cls, config, args: dict):
+    """The config a model is built from: ``config`` as given, or one made from the arguments.
+
+    Giving both is an error: a config is the whole description of a network.
+    """
+    if config is None:
+        return config_cls(**args)
+    if not isinstance(config, config_cls):
+        raise ValueError(f"config must be a {config_cls.__name__}, got {type(config).__name__}")
+    defaults = {k: f.default for k, f in config_cls.__dataclass_fields__.items()}
+    changed = sorted(k for k, v in args.items() if k in defaults and v != defaults[k])
+    if changed:
+        raise ValueError(f"pass either config= or arguments, not both (got config and {', '.join(changed)})")
+    return config
+
+
 class DenseNet(DenseNetBase):
     """DenseNet-BC. Same module names, parameter count and initialisation as torchvision's DenseNet.
 
-    Args mirror torchvision's (plus ``compression``, ``in_channels`` and the stem/head options); see
-    :class:`DenseNetConfig`. ``memory_efficient=True`` checkpoints each layer's concat + BN-ReLU-1x1 conv:
-    same outputs and gradients, less activation memory, more compute.
+    The positional parameters are torchvision's, in torchvision's order
+    (``DenseNet(32, (6, 12, 24, 16), 64, 4, 0.2)`` means ``drop_rate=0.2`` in both); everything we add
+    is keyword-only (see :class:`DenseNetConfig`), or pass a whole ``config=DenseNetConfig(...)``.
+    ``memory_efficient=True`` checkpoints each layer's concat + BN-ReLU-1x1 conv: same outputs and
+    gradients, less activation memory, more compute.
     """
 
     def __init__(self, growth_rate: int = 32, block_config=(6, 12, 24, 16), num_init_features: int = 64,
-                 bn_size: int = 4, compression: float = 0.5, drop_rate: float = 0.0,
-                 num_classes: int = 1000, in_channels: int = 3, memory_efficient: bool = False,
-                 stem: str = "imagenet", stem_norm: bool = True, final_norm: bool = True) -> None:
-        super().__init__(DenseNetConfig(growth_rate, block_config, num_init_features, bn_size, compression,
-                                        drop_rate, num_classes, in_channels, stem, stem_norm, final_norm,
-                                        memory_efficient))
+                 bn_size: int = 4, drop_rate: float = 0.0, num_classes: int = 1000,
+                 memory_efficient: bool = False, *, compression: float = 0.5, in_channels: int = 3,
+                 stem: str = "imagenet", stem_norm: bool = True, final_norm: bool = True,
+                 pool_first: bool = False, config: DenseNetConfig | None = None) -> None:
+        args = {k: v for k, v in locals().items() if k not in ("self", "config", "__class__")}
+        super().__init__(_from_args(DenseNetConfig, config, args))
 
     def _stage(self, plan: StagePlan):
         yield f"denseblock{plan.index}", self._dense_block(plan)
         if plan.transition_channels:
-            yield f"transition{plan.index}", Transition(plan.dense_out_channels, plan.transition_channels)
+            yield f"transition{plan.index}", Transition(plan.dense_out_channels, plan.transition_channels,
+                                                        pool=plan.pool == "transition",
+                                                        pool_first=self.config.pool_first)
+
+    def stage_parts(self) -> list[StageParts]:
+        parts = []
+        for plan in self.plans:
+            block = self.features.get_submodule(f"denseblock{plan.index}")
+            transition = getattr(self.features, f"transition{plan.index}", None)
+            run = nn.Sequential(block, transition) if transition is not None else block
+            parts.append(StageParts(plan, f"features.denseblock{plan.index}", block, None, transition, None, run))
+        return parts

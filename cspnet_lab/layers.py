@@ -56,8 +56,9 @@ class DenseBlock(nn.ModuleDict):
     Output channels: ``num_input_features + num_layers * growth_rate`` (c0 + L x k).
     """
 
-    def __init__(self, num_layers: int, num_input_features: int, growth_rate: int, bn_size: int,
+    def __init__(self, num_layers: int, num_input_features: int, bn_size: int, growth_rate: int,
                  drop_rate: float = 0.0, memory_efficient: bool = False) -> None:
+        # torchvision's _DenseBlock order: (num_layers, num_input_features, bn_size, growth_rate, ...).
         super().__init__()
         for i in range(num_layers):
             self[f"denselayer{i + 1}"] = DenseLayer(num_input_features + i * growth_rate, growth_rate,
@@ -74,14 +75,29 @@ class DenseBlock(nn.ModuleDict):
 class Transition(nn.Sequential):
     """BN-ReLU-1x1 conv, then (when ``pool``) 2x2 average pooling with stride 2.
 
-    DenseNet's transition compresses channels and halves the resolution. With ``pool=False`` it is
-    CSPNet's partial transition on the dense path: a 1x1 conv that changes only the channel count.
+    DenseNet's transition compresses channels and halves the resolution. With ``pool=False`` it only
+    changes the channel count: CSPDenseNet's *dense transition*, the 1x1 conv on the dense path before
+    the concat (one step of what the paper calls the partial transition layer, not the whole of it).
+
+    ``pool_first=True`` pools before the conv (BN-ReLU-pool-conv). A bias-free 1x1 conv and average
+    pooling are both linear and act on different axes (channels vs pixels), so they commute: same
+    output up to float rounding, same parameters and state_dict, and the conv runs on a quarter of
+    the pixels. Off by default so the torchvision path stays bit-for-bit.
     """
 
-    def __init__(self, num_input_features: int, num_output_features: int, pool: bool = True) -> None:
+    def __init__(self, num_input_features: int, num_output_features: int, *, pool: bool = True,
+                 pool_first: bool = False) -> None:
         super().__init__()
         self.norm = nn.BatchNorm2d(num_input_features)
         self.relu = nn.ReLU(inplace=True)
         self.conv = nn.Conv2d(num_input_features, num_output_features, kernel_size=1, stride=1, bias=False)
         if pool:
             self.pool = nn.AvgPool2d(kernel_size=2, stride=2)
+        self.pool_first = bool(pool_first) and pool
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.relu(self.norm(x))
+        if self.pool_first:
+            return self.conv(self.pool(x))
+        x = self.conv(x)
+        return self.pool(x) if hasattr(self, "pool") else x

@@ -1,6 +1,13 @@
-"""Named presets: data, not code. ``create_model(name, **overrides)`` builds any of them."""
+"""Named presets: data, not code. ``create_model(name, **overrides)`` builds any of them.
+
+A model on the command line, in a benchmark or in a result file is a :class:`ModelSpec`: a preset name,
+optionally with overrides, written ``name`` or ``name:key=value,key=value``.
+"""
 
 from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
 
 from .csp import CSPDenseNet, CSPDenseNetConfig
 from .densenet import DenseNet, DenseNetConfig
@@ -27,7 +34,7 @@ PRESETS: dict[str, tuple[type, dict]] = {
     **{f"cspdensenet{d}": (CSPDenseNet, dict(cfg, fusion="csp", part_ratio=0.5)) for d, cfg in _IMAGENET.items()},
     "cspdensenet_cifar": (CSPDenseNet, dict(_CIFAR, fusion="csp", part_ratio=0.5)),
     "article_densenet": (DenseNet, _ARTICLE),
-    "article_cspdensenet": (CSPDenseNet, dict(_ARTICLE, fusion="csp", part_ratio=0.5, partial_transition_ratio=0.8)),
+    "article_cspdensenet": (CSPDenseNet, dict(_ARTICLE, fusion="csp", part_ratio=0.5, dense_transition_ratio=0.8)),
 }
 
 _CONFIGS = {DenseNet: DenseNetConfig, CSPDenseNet: CSPDenseNetConfig}
@@ -56,8 +63,71 @@ def model_config(name: str, **overrides) -> DenseNetConfig:
 def create_model(name: str, **overrides):
     """Build a preset, e.g. ``create_model("cspdensenet201", fusion="last", part_ratio=0.25)``."""
     cls, _ = _preset(name)
-    model_config(name, **overrides)  # validate everything before building
-    return cls(**{**PRESETS[name][1], **overrides})
+    return cls(config=model_config(name, **overrides))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A preset plus overrides, written ``name`` or ``name:key=value,key=value``.
+
+    Values are Python literals (``ast.literal_eval``: numbers, bools, tuples, None), else strings; never
+    evaluated as code. A key given twice is an error.
+    """
+
+    name: str
+    overrides: tuple = ()
+
+    @property
+    def label(self) -> str:
+        if not self.overrides:
+            return self.name
+        return self.name + ":" + ",".join(f"{k}={v}" for k, v in self.overrides)
+
+    @classmethod
+    def parse(cls, text: str) -> "ModelSpec":
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"model spec must be a non-empty string like 'name' or 'name:key=value', got {text!r}")
+        name, _, rest = text.strip().partition(":")
+        overrides, seen = [], set()
+        for item in filter(None, _split_top_level(rest)):
+            key, eq, value = item.partition("=")
+            key = key.strip()
+            if not eq or not key:
+                raise ValueError(f"model spec {text!r}: override {item!r} must be key=value")
+            if key in seen:
+                raise ValueError(f"model spec {text!r}: {key!r} is given twice")
+            seen.add(key)
+            overrides.append((key, _parse_value(value.strip())))
+        return cls(name, tuple(overrides))
+
+    def config(self) -> DenseNetConfig:
+        """The validated config (ValueError for an unknown name, key or value); builds nothing."""
+        return model_config(self.name, **dict(self.overrides))
+
+    def build(self):
+        return create_model(self.name, **dict(self.overrides))
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside parentheses: "a=1,block_config=(4,4,4)" -> ["a=1", "block_config=(4,4,4)"]."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch in "(["
+        depth -= ch in ")]"
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return parts + [cur]
+
+
+def _parse_value(v: str):
+    """A Python literal (int, float, bool, tuple, None) when it is one, else the string itself."""
+    try:
+        return ast.literal_eval(v)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return v
 
 
 def densenet121(**kw) -> DenseNet: return create_model("densenet121", **kw)  # noqa: E704

@@ -1,7 +1,5 @@
 """CSPDenseNet: the split, every fusion variant's channel counts, the DenseNet equivalence, the article."""
 
-import itertools
-
 import pytest
 import torch
 
@@ -51,66 +49,67 @@ def test_split_sends_the_first_channels_to_the_skip_path():
 
 # ---------------------------------------------------------------- channel counts from the formulas
 
-def expected_stages(c0, k, blocks, part_ratio, fusion, compression=0.5, pt_ratio=None):
-    """Each stage's (in, skip, dense, dense_out, partial_transition, transition, out) from the chapter's
-    formulas:  dense = floor(r c), skip = c - dense, d = dense + L k,
-    csp:   pt = floor(p d), out = floor(theta (skip + pt))     (last stage: skip + pt)
-    first: out = floor(theta (skip + d))                         (last stage: skip + d)
-    last:  pt = floor(p d), out = skip + pt
-    with r = part_ratio, theta = compression, p = partial_transition_ratio (default theta)."""
-    p = compression if pt_ratio is None else pt_ratio
-    rows, c = [], c0
-    for i, layers in enumerate(blocks):
-        last = i == len(blocks) - 1
-        dense = int(round(part_ratio * c, 9) // 1)
-        skip = c - dense
-        d = dense + layers * k
-        pt = None if fusion == "first" else int(round(p * d, 9) // 1)
-        joined = skip + (d if pt is None else pt)
-        t = None if (last or fusion == "last") else int(round(compression * joined, 9) // 1)
-        out = joined if t is None else t
-        rows.append((c, skip, dense, d, pt, t, out))
-        c = out
-    return rows
+# Hand-worked DenseNet-121 stages (c0 = 64, k = 32, L = 6/12/24/16, compression 1/2), one row per stage:
+# (in c, skip c', dense c'', dense out d = c'' + L k, dense transition, transition, stage out).
+# Stage 1 of csp 0.5, narrow: c'' = floor(64/2) = 32, c' = 32, d = 32 + 6 x 32 = 224, dense transition
+# floor(224/2) = 112, concat 32 + 112 = 144, transition floor(144/2) = 72. The other rows the same way.
+HAND_WORKED = {
+    ("csp", 0.5, "narrow"): [(64, 32, 32, 224, 112, 72, 72), (72, 36, 36, 420, 210, 123, 123),
+                             (123, 62, 61, 829, 414, 238, 238), (238, 119, 119, 631, 315, None, 434)],
+    ("first", 0.25, "narrow"): [(64, 48, 16, 208, None, 128, 128), (128, 96, 32, 416, None, 256, 256),
+                                (256, 192, 64, 832, None, 512, 512), (512, 384, 128, 640, None, None, 1024)],
+    ("last", 0.5, "narrow"): [(64, 32, 32, 224, 112, None, 144), (144, 72, 72, 456, 228, None, 300),
+                              (300, 150, 150, 918, 459, None, 609), (609, 305, 304, 816, 408, None, 713)],
+    # widths="matched": every stage out equals DenseNet-121's 128 / 256 / 512 / 1024.
+    # csp keeps the dense path's width (dense transition d -> d); last: dense transition = DenseNet's
+    # stage out - skip, e.g. stage 1: 128 - 32 = 96.
+    ("csp", 0.5, "matched"): [(64, 32, 32, 224, 224, 128, 128), (128, 64, 64, 448, 448, 256, 256),
+                              (256, 128, 128, 896, 896, 512, 512), (512, 256, 256, 768, 768, None, 1024)],
+    ("last", 0.5, "matched"): [(64, 32, 32, 224, 96, None, 128), (128, 64, 64, 448, 192, None, 256),
+                               (256, 128, 128, 896, 384, None, 512), (512, 256, 256, 768, 768, None, 1024)],
+    ("first", 0.5, "matched"): [(64, 32, 32, 224, None, 128, 128), (128, 64, 64, 448, None, 256, 256),
+                                (256, 128, 128, 896, None, 512, 512), (512, 256, 256, 768, None, None, 1024)],
+}
 
 
-CONFIGS = list(itertools.product(["csp", "first", "last"], [0.25, 0.5, 0.75, 1.0]))
-
-
-@pytest.mark.parametrize("fusion, ratio", CONFIGS)
-@pytest.mark.parametrize("depth", [121, 201])
-def test_stage_channels_follow_the_formula(depth, fusion, ratio):
-    model = cspnet_lab.create_model(f"cspdensenet{depth}", fusion=fusion, part_ratio=ratio)
-    cfg = model.config
-    expected = expected_stages(cfg.num_init_features, cfg.growth_rate, cfg.block_config, ratio, fusion)
-    for plan, stage, exp in zip(model.plans, [model.features.get_submodule(f"stage{i}") for i in (1, 2, 3, 4)],
-                                expected):
+@pytest.mark.parametrize("fusion, ratio, widths", sorted(HAND_WORKED))
+def test_stage_channels_equal_hand_worked_densenet121(fusion, ratio, widths):
+    model = cspnet_lab.create_model("cspdensenet121", fusion=fusion, part_ratio=ratio, widths=widths)
+    for part, exp in zip(model.stage_parts(), HAND_WORKED[fusion, ratio, widths]):
         c, skip, dense, d, pt, t, out = exp
-        assert (plan.in_channels, plan.skip_channels, plan.dense_channels) == (c, skip, dense)
+        plan = part.plan
+        assert (plan.in_channels, plan.skip_channels, plan.dense_channels, plan.dense_out_channels) == (c, skip, dense, d)
+        assert (plan.dense_transition_channels, plan.transition_channels, plan.out_channels) == (pt, t, out)
         # The modules, not just the plan, carry those widths.
-        assert stage.dense.denselayer1.conv1.in_channels == dense
-        assert stage.dense.out_channels == d
+        assert part.block.denselayer1.conv1.in_channels == dense and part.block.out_channels == d
         if pt is None:
-            assert isinstance(stage.partial_transition, torch.nn.Identity)
+            assert part.dense_transition is None
         else:
-            assert (stage.partial_transition.conv.in_channels, stage.partial_transition.conv.out_channels) == (d, pt)
-        if t is None:
-            assert not hasattr(stage.transition, "conv")
-        else:
-            assert stage.transition.conv.out_channels == t
-        assert plan.out_channels == out
+            assert (part.dense_transition.conv.in_channels, part.dense_transition.conv.out_channels) == (d, pt)
+        assert (part.transition.conv.out_channels if part.transition is not None else None) == t
     # And the real tensors agree.
-    x = torch.randn(1, 3, 64, 64)
-    for i, exp in enumerate(expected, start=1):
-        x = model.features.get_submodule(f"stage{i}").eval()(x if i > 1 else model.features[:4](x))
+    x = model.features[:4](torch.randn(1, 3, 64, 64))
+    for part, exp in zip(model.stage_parts(), HAND_WORKED[fusion, ratio, widths]):
+        x = part.run.eval()(x)
         assert x.shape[1] == exp[-1]
 
 
-def test_partial_transition_ratio_sets_the_partial_transition_width():
-    model = cspnet_lab.cspdensenet121(partial_transition_ratio=1.0)
-    expected = expected_stages(64, 32, (6, 12, 24, 16), 0.5, "csp", pt_ratio=1.0)
-    assert [p.partial_transition_channels for p in model.plans] == [e[4] for e in expected]
-    assert [p.out_channels for p in model.plans] == [128, 256, 512, 1024]  # DenseNet-121's widths
+@pytest.mark.parametrize("fusion", ["csp", "first", "last"])
+@pytest.mark.parametrize("ratio", [0.25, 0.5, 0.75])
+def test_matched_widths_equal_densenet_at_every_stage(fusion, ratio):
+    for depth in (121, 169, 201):
+        dense = [p.out_channels for p in cspnet_lab.create_model(f"densenet{depth}").plans]
+        csp = cspnet_lab.create_model(f"cspdensenet{depth}", fusion=fusion, part_ratio=ratio, widths="matched")
+        assert [p.out_channels for p in csp.plans] == dense
+        assert [p.in_channels for p in csp.plans] == [64] + dense[:-1]
+
+
+def test_dense_transition_ratio_sets_the_dense_transition_width():
+    # ratio 1.0 keeps the dense path's width: with the csp fusion that is the matched form.
+    model = cspnet_lab.cspdensenet121(dense_transition_ratio=1.0)
+    matched = cspnet_lab.cspdensenet121(widths="matched")
+    assert [p.dense_transition_channels for p in model.plans] == [224, 448, 896, 768]
+    assert model.plans == matched.plans
 
 
 # ---------------------------------------------------------------- fusion first, part_ratio 1.0 is DenseNet
@@ -138,9 +137,9 @@ def test_fusion_first_with_part_ratio_1_is_densenet(cfg):
 def test_state_dict_names_read_like_the_paper():
     keys = cspnet_lab.cspdensenet121().state_dict().keys()
     assert "features.stage1.dense.denselayer1.conv1.weight" in keys
-    assert "features.stage1.partial_transition.conv.weight" in keys
+    assert "features.stage1.dense_transition.conv.weight" in keys
     assert "features.stage1.transition.conv.weight" in keys
-    assert "features.stage4.partial_transition.conv.weight" in keys     # kept in the last stage
+    assert "features.stage4.dense_transition.conv.weight" in keys     # kept in the last stage
     assert "features.stage4.transition.conv.weight" not in keys         # no transition after the last concat
 
 
@@ -158,12 +157,16 @@ def test_fusion_last_pooling_the_skip_part_equals_pooling_after_the_concat(ratio
         torch.testing.assert_close(a(x), b(x))
     assert isinstance(a.features.stage1.skip, torch.nn.AvgPool2d)
     assert isinstance(b.features.stage1.transition, torch.nn.AvgPool2d)
+    # The plan records where the pooling is, and the modules follow it.
+    assert [p.pool for p in a.plans] == ["paths", "paths", None]
+    assert [p.pool for p in b.plans] == ["concat", "concat", None]
+    assert not hasattr(b.features.stage1.dense_transition, "pool")
 
 
 def test_fusion_last_stage_output_halves_the_resolution_on_both_paths():
     stage = cspnet_lab.cspdensenet121(fusion="last").features.stage1.eval()
     y = stage(torch.randn(1, 64, 56, 56))
-    assert y.shape == (1, stage.skip_channels + stage.partial_transition.conv.out_channels, 28, 28)
+    assert y.shape == (1, stage.skip_channels + stage.dense_transition.conv.out_channels, 28, 28)
 
 
 # ---------------------------------------------------------------- the source article's models
@@ -198,8 +201,13 @@ def test_csp_presets_default_to_fusion_csp_and_half_split():
     (dict(part_ratio=0.001), r"part_ratio=0.001 splits 64 channels into skip=64, dense=0"),
     (dict(growth_rate=0), "growth_rate must be a positive integer"),
     (dict(compression=0), r"compression must be in \(0, 1\]"),
-    (dict(partial_transition_ratio=0), r"partial_transition_ratio must be in \(0, 1\]"),
-    (dict(fusion="first", partial_transition_ratio=0.5), "fusion 'first' has no partial transition"),
+    (dict(dense_transition_ratio=0), r"dense_transition_ratio must be in \(0, 1\]"),
+    (dict(fusion="first", dense_transition_ratio=0.5), "fusion 'first' has no dense transition"),
+    (dict(widths="matched", dense_transition_ratio=0.5), "applies to widths='narrow' only"),
+    (dict(widths="wide"), "widths must be one of 'narrow', 'matched'"),
+    (dict(growth_rate=1, block_config=(1, 1), fusion="last", widths="matched", part_ratio=0.1), "skip part .* already fills DenseNet's stage output"),
+    (dict(memory_efficient="false"), "memory_efficient must be True or False, got 'false'"),
+    (dict(pool_first=1), "pool_first must be True or False, got 1"),
 ])
 def test_bad_csp_configuration_is_a_clear_value_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -210,3 +218,37 @@ def test_bad_input_size_for_csp():
     model = cspnet_lab.cspdensenet121(fusion="last").eval()
     with pytest.raises(ValueError, match=">= 29"):
         model(torch.randn(1, 3, 20, 20))
+
+
+# ---------------------------------------------------------------- pooling before the transition's conv
+
+@pytest.mark.parametrize("fusion", ["csp", "first", "last"])
+def test_pool_first_is_the_same_function_with_the_same_state_dict(fusion):
+    a = CSPDenseNet(**SMALL, fusion=fusion).eval()
+    b = CSPDenseNet(**SMALL, fusion=fusion, pool_first=True).eval()
+    assert [k for k in a.state_dict()] == [k for k in b.state_dict()]
+    b.load_state_dict(a.state_dict(), strict=True)
+    x = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(b(x), a(x), rtol=1e-5, atol=1e-5)
+    # Not the same computation: in b every pooling transition's conv sees a quarter of the pixels.
+    seen = {}
+    for name, m in b.named_modules():
+        if isinstance(m, cspnet_lab.Transition) and hasattr(m, "pool"):
+            m.conv.register_forward_pre_hook(lambda mod, i, n=name: seen.update({n: i[0].shape[-1]}))
+    with torch.no_grad():
+        b(torch.randn(1, 3, 48, 48))
+    # 48 -> stem 12 -> stage 1 pools to 6, stage 2 to 3: the pooled convs see 6 and 3 pixels wide.
+    assert sorted(seen.values()) == [3, 6]
+
+
+def test_pool_first_transition_commutes_by_hand():
+    t = cspnet_lab.Transition(3, 2, pool_first=True).eval()
+    ref = cspnet_lab.Transition(3, 2).eval()
+    ref.load_state_dict(t.state_dict())
+    x = torch.randn(1, 3, 4, 4)
+    torch.testing.assert_close(t(x), ref(x))
+    # And by hand: BN (eval, fresh: identity up to eps) -> ReLU -> mean of each 2x2 window -> 1x1 conv.
+    h = torch.relu(x / (1 + 1e-5) ** 0.5)
+    pooled = h.reshape(1, 3, 2, 2, 2, 2).mean(dim=(3, 5))
+    torch.testing.assert_close(t(x), torch.einsum("oc,nchw->nohw", t.conv.weight[:, :, 0, 0], pooled))

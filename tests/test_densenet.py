@@ -48,7 +48,7 @@ def test_every_dense_block_outputs_c0_plus_L_times_k(name):
     model = cspnet_lab.create_model(name)
     cfg = model.config
     c0 = cfg.num_init_features
-    blocks = [m for n, m in model.features.named_children() if n.startswith("denseblock")]
+    blocks = [part.block for part in model.stage_parts()]
     assert len(blocks) == len(cfg.block_config)
     for block, layers in zip(blocks, cfg.block_config):
         assert block.out_channels == c0 + layers * cfg.growth_rate
@@ -75,12 +75,10 @@ def test_torchvision_checkpoint_loads_strict_and_gives_the_same_logits():
 
 
 def test_initialisation_follows_torchvision():
+    # BatchNorm's weight 1 / bias 0 is PyTorch's own default, so it is not checked: only what our init
+    # changes. A Linear's default bias is uniform, not 0; a conv's default is Kaiming-uniform with a=sqrt(5).
     model = DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=16, num_classes=5)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
-        if isinstance(m, nn.Linear):
-            assert torch.all(m.bias == 0)
+    assert torch.all(model.classifier.bias == 0)
     # Kaiming normal, fan_in, gain sqrt(2): std = sqrt(2 / fan_in).
     conv = cspnet_lab.densenet121().features.denseblock3.denselayer20.conv1
     fan_in = conv.in_channels
@@ -140,6 +138,9 @@ def test_cifar_stem_keeps_resolution_and_takes_tiny_inputs():
     (dict(drop_rate=-0.1), r"drop_rate must be in \[0, 1\)"),
     (dict(stem="resnet"), "stem must be one of 'imagenet', 'cifar'"),
     (dict(num_classes=0), "num_classes must be a positive integer"),
+    (dict(memory_efficient="false"), "memory_efficient must be True or False, got 'false'"),
+    (dict(stem_norm=0), "stem_norm must be True or False, got 0"),
+    (dict(final_norm=None), "final_norm must be True or False, got None"),
 ])
 def test_bad_configuration_is_a_clear_value_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -184,3 +185,65 @@ def test_presets_are_one_line_constructors_with_overrides():
     assert model.features.denseblock1.denselayer1.conv2.out_channels == 16
     assert set(cspnet_lab.list_models()) >= {"densenet121", "densenet161", "densenet169", "densenet201",
                                               "densenet264", "densenet_cifar"}
+
+
+# ---------------------------------------------------------------- torchvision's call forms
+
+def test_torchvision_positional_order():
+    # torchvision: DenseNet(growth_rate, block_config, num_init_features, bn_size, drop_rate, num_classes,
+    # memory_efficient); DenseNet(32, (6, 12, 24, 16), 64, 4, 0.2) has drop_rate 0.2 there, so here.
+    cfg = DenseNet(32, (6, 12, 24, 16), 64, 4, 0.2, 10, True).config
+    assert (cfg.drop_rate, cfg.num_classes, cfg.memory_efficient, cfg.compression) == (0.2, 10, True, 0.5)
+    with pytest.raises(TypeError):
+        DenseNet(32, (6, 12, 24, 16), 64, 4, 0.2, 10, True, 0.5)  # compression is keyword-only
+    # torchvision's _DenseBlock(num_layers, num_input_features, bn_size, growth_rate, drop_rate)
+    block = cspnet_lab.DenseBlock(3, 16, 2, 8, 0.1)
+    assert (block.denselayer1.conv1.out_channels, block.denselayer1.conv2.out_channels) == (16, 8)
+    assert block.out_channels == 16 + 3 * 8 and block.denselayer3.drop_rate == 0.1
+    # torchvision's _DenseLayer(num_input_features, growth_rate, bn_size, drop_rate) and
+    # _Transition(num_input_features, num_output_features)
+    layer = cspnet_lab.DenseLayer(16, 8, 2, 0.1)
+    assert (layer.conv1.out_channels, layer.conv2.out_channels, layer.drop_rate) == (16, 8, 0.1)
+    assert cspnet_lab.Transition(16, 8).conv.out_channels == 8
+
+
+def test_config_object_builds_the_same_model():
+    cfg = cspnet_lab.model_config("cspdensenet121", fusion="last", part_ratio=0.25)
+    a, b = cspnet_lab.CSPDenseNet(config=cfg), cspnet_lab.create_model("cspdensenet121", fusion="last",
+                                                                         part_ratio=0.25)
+    assert a.config == b.config == cfg
+    assert [(k, v.shape) for k, v in a.state_dict().items()] == [(k, v.shape) for k, v in b.state_dict().items()]
+    with pytest.raises(ValueError, match="pass either config= or arguments, not both"):
+        cspnet_lab.CSPDenseNet(growth_rate=12, config=cfg)
+    with pytest.raises(ValueError, match="config must be a DenseNetConfig"):
+        DenseNet(config=cfg.as_dict())
+
+
+@pytest.mark.parametrize("name", ["densenet121", "densenet_cifar", "article_densenet"])
+@pytest.mark.parametrize("blocks", [(2,), (2, 2), (1, 1, 1, 1, 1)])
+def test_min_input_size_closed_form_equals_the_smallest_working_size(name, blocks):
+    cfg = cspnet_lab.model_config(name, block_config=blocks)
+    from cspnet_lab.densenet import min_input_size, stem_output_size
+    smallest = next(s for s in range(1, 300)
+                    if all(stem_output_size(s, cfg.stem) // 2 ** j >= 1 for j in range(len(blocks))))
+    assert min_input_size(cfg) == smallest
+
+
+def test_min_input_size_of_a_very_deep_network_is_instant():
+    import time
+    start = time.perf_counter()
+    cfg = cspnet_lab.model_config("densenet_cifar", block_config=(1,) * 40, growth_rate=2,
+                                  num_init_features=4, compression=1.0)
+    from cspnet_lab.densenet import min_input_size
+    assert min_input_size(cfg) == 2 ** 39
+    assert time.perf_counter() - start < 1.0
+
+
+def test_feature_sizes_rejects_a_too_small_input():
+    from cspnet_lab.densenet import feature_sizes
+    cfg = cspnet_lab.model_config("densenet121")
+    assert feature_sizes(cfg, 224) == [56, 28, 14, 7, 7]
+    with pytest.raises(ValueError, match="input size 28 is too small.*>= 29"):
+        feature_sizes(cfg, 28)
+    with pytest.raises(ValueError, match="input size must be a positive integer"):
+        feature_sizes(cfg, "64")
