@@ -1,0 +1,246 @@
+"""A small reader for darknet ``.cfg`` files: the layer types of the CSPNet authors' ResNeXt-50 and
+CSPResNeXt-50 (repository WongKinYiu/CrossStagePartialNetworks, ``cfg/resnext50.cfg`` and
+``cfg/csresnext50.cfg``), enough to build them as an ``nn.Module`` and count them.
+
+A cfg is a list of ``[section]`` blocks of ``key=value`` lines; the first is ``[net]`` (input size,
+training settings), every later one is a layer, numbered from 0. Layers refer to earlier layers by
+relative (``-4``) or absolute index. Supported: ``convolutional`` (``batch_normalize``, ``filters``,
+``size``, ``stride``, ``pad``, ``groups``, ``activation`` leaky or linear), ``maxpool``, ``route``
+(concatenate the listed layers' outputs), ``shortcut`` (add an earlier layer's output), ``avgpool``
+(global) and ``softmax``. Anything else raises ValueError naming the section.
+
+Counting follows darknet: a conv's BFLOPs are ``2 x weights x output pixels / 1e9`` (2 FLOPs per
+multiply-add), so :func:`costs` reports multiply-adds and ``bflops = 2 x macs / 1e9``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import _checks
+
+LAYER_TYPES = ("convolutional", "maxpool", "route", "shortcut", "avgpool", "softmax")
+ACTIVATIONS = {"leaky": lambda: nn.LeakyReLU(0.1), "linear": nn.Identity, "relu": nn.ReLU}
+
+
+@dataclass
+class Section:
+    """One ``[type]`` block: its options in file order, values as written (strings)."""
+
+    type: str
+    options: dict[str, str] = field(default_factory=dict)
+
+    def number(self, key: str, default: int | None = None) -> int:
+        if key not in self.options:
+            if default is None:
+                raise ValueError(f"[{self.type}] needs '{key}'")
+            return default
+        try:
+            return int(self.options[key])
+        except ValueError:
+            raise ValueError(f"[{self.type}] {key} must be an integer, got {self.options[key]!r}") from None
+
+    def text(self, key: str, default: str) -> str:
+        return self.options.get(key, default)
+
+
+def parse(text: str) -> list[Section]:
+    """Sections of a cfg file, in order. Comments (``#``, ``;``) and blank lines are dropped."""
+    sections: list[Section] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].split(";", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("["):
+            if not line.endswith("]"):
+                raise ValueError(f"line {number}: unclosed section header {raw!r}")
+            sections.append(Section(line[1:-1].strip()))
+        elif "=" in line:
+            if not sections:
+                raise ValueError(f"line {number}: option {raw!r} before any [section]")
+            key, value = line.split("=", 1)
+            sections[-1].options[key.strip()] = value.strip()
+        else:
+            raise ValueError(f"line {number}: expected '[section]' or 'key=value', got {raw!r}")
+    if not sections or sections[0].type not in ("net", "network"):
+        raise ValueError("a darknet cfg must start with a [net] section")
+    return sections
+
+
+def write(sections: list[Section]) -> str:
+    """The cfg text of ``sections`` (canonical form: no comments, ``key=value``, one blank line apart)."""
+    blocks = [f"[{s.type}]\n" + "".join(f"{k}={v}\n" for k, v in s.options.items()) for s in sections]
+    return "\n".join(blocks)
+
+
+def _index(ref: str, here: int) -> int:
+    try:
+        i = int(ref)
+    except ValueError:
+        raise ValueError(f"layer {here} refers to layer {ref.strip()!r}: not an integer") from None
+    i = here + i if i < 0 else i
+    if not 0 <= i < here:
+        raise ValueError(f"layer {here} refers to layer {ref.strip()}, which is not an earlier layer")
+    return i
+
+
+class Shortcut(nn.Module):
+    """darknet's ``[shortcut]``: previous output + an earlier layer's output, then the activation.
+
+    When the two shapes differ (the authors' cfgs add a 64-channel map onto a 256-channel one, and
+    across a stride-2 block), the darknet fork the authors' README points to (AlexeyAB/darknet,
+    ``src/blas.c``, ``shortcut_multilayer_cpu``) adds element-wise over the flattened per-image tensors,
+    up to the shorter one's length. We do the same.
+    """
+
+    def __init__(self, source: int, activation: str) -> None:
+        super().__init__()
+        self.source = source
+        self.act = ACTIVATIONS[activation]()
+
+    def forward(self, x: Tensor, other: Tensor) -> Tensor:
+        if x.shape == other.shape:
+            return self.act(x + other)
+        n = min(x[0].numel(), other[0].numel())
+        flat = x.flatten(1).clone()
+        flat[:, :n] += other.flatten(1)[:, :n]
+        return self.act(flat.view_as(x))
+
+
+class Route(nn.Module):
+    """darknet's ``[route]``: concatenate the listed layers' outputs along channels."""
+
+    def __init__(self, sources: list[int]) -> None:
+        super().__init__()
+        self.sources = sources
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        return torch.cat(inputs, 1)
+
+
+class DarknetMaxPool(nn.Module):
+    """darknet's ``[maxpool]``: default padding ``size - 1``, all of it on the right and bottom for size 2."""
+
+    def __init__(self, size: int, stride: int) -> None:
+        super().__init__()
+        self.size, self.stride, self.pad = size, stride, size - 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        left = self.pad // 2
+        x = F.pad(x, (left, self.pad - left, left, self.pad - left), value=float("-inf"))
+        return F.max_pool2d(x, self.size, self.stride)
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    index: int
+    type: str
+    channels: int
+    height: int
+    width: int
+
+
+class DarknetModel(nn.Module):
+    """The network of a parsed cfg; ``layers[i]`` is the cfg's layer i (``[net]`` not counted)."""
+
+    def __init__(self, sections: list[Section]) -> None:
+        super().__init__()
+        net, body = sections[0], sections[1:]
+        self.in_channels = net.number("channels", 3)
+        self.input_size = (net.number("height", 224), net.number("width", 224))
+        self.layers = nn.ModuleList()
+        self.shapes: list[LayerShape] = []
+        c, h, w = self.in_channels, *self.input_size
+        for i, s in enumerate(body):
+            if s.type not in LAYER_TYPES:
+                raise ValueError(f"layer {i}: section [{s.type}] is not supported; supported: {LAYER_TYPES}")
+            if s.type == "convolutional":
+                layer, (c, h, w) = self._conv(s, c, h, w)
+            elif s.type == "maxpool":
+                size, stride = s.number("size", 2), s.number("stride", 2)
+                layer = DarknetMaxPool(size, stride)
+                h, w = (h + size - 1 - size) // stride + 1, (w + size - 1 - size) // stride + 1
+            elif s.type == "route":
+                sources = [_index(r, i) for r in s.text("layers", "").split(",")]
+                sizes = {(self.shapes[j].height, self.shapes[j].width) for j in sources}
+                if len(sizes) != 1:
+                    raise ValueError(f"layer {i}: [route] joins layers of different sizes {sorted(sizes)}")
+                layer, c = Route(sources), sum(self.shapes[j].channels for j in sources)
+                h, w = sizes.pop()
+            elif s.type == "shortcut":
+                layer = Shortcut(_index(s.text("from", ""), i), s.text("activation", "linear"))
+            elif s.type == "avgpool":
+                layer, h, w = nn.AdaptiveAvgPool2d(1), 1, 1
+            else:
+                layer = nn.Softmax(dim=1)
+            self.layers.append(layer)
+            self.shapes.append(LayerShape(i, s.type, c, h, w))
+
+    @staticmethod
+    def _conv(s: Section, c: int, h: int, w: int):
+        n, k, stride = s.number("filters"), s.number("size", 1), s.number("stride", 1)
+        groups, bn = s.number("groups", 1), s.number("batch_normalize", 0) == 1
+        pad = k // 2 if s.number("pad", 0) else s.number("padding", 0)
+        activation = s.text("activation", "logistic")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation {activation!r} is not supported; supported: {tuple(ACTIVATIONS)}")
+        if c % groups or n % groups:
+            raise ValueError(f"groups={groups} must divide input channels {c} and filters {n}")
+        layer = nn.Sequential()
+        layer.add_module("conv", nn.Conv2d(c, n, k, stride, pad, groups=groups, bias=not bn))
+        if bn:
+            layer.add_module("norm", nn.BatchNorm2d(n))
+        layer.add_module("act", ACTIVATIONS[activation]())
+        return layer, (n, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        outputs: list[Tensor] = []
+        for layer in self.layers:
+            if isinstance(layer, Route):
+                x = layer(*(outputs[j] for j in layer.sources))
+            elif isinstance(layer, Shortcut):
+                x = layer(x, outputs[layer.source])
+            else:
+                x = layer(x)
+            outputs.append(x)
+        return x.flatten(1)
+
+
+AUTHORS_CFGS = ("resnext50", "csresnext50")
+
+
+def authors_cfg(name: str) -> str:
+    """The text of one of the CSPNet authors' cfgs shipped with the package (``cspnet_lab/cfg``):
+    copies of WongKinYiu/CrossStagePartialNetworks ``cfg/<name>.cfg`` (source commit in ``cfg/SOURCE.md``)."""
+    from importlib import resources
+    _checks.choice("name", name, AUTHORS_CFGS)
+    return resources.files("cspnet_lab").joinpath("cfg", f"{name}.cfg").read_text()
+
+
+def build(text: str) -> DarknetModel:
+    return DarknetModel(parse(text))
+
+
+@dataclass(frozen=True)
+class DarknetCosts:
+    params: int
+    macs: int
+
+    @property
+    def bflops(self) -> float:
+        """darknet's figure: 2 FLOPs per multiply-add, in billions."""
+        return 2 * self.macs / 1e9
+
+
+def costs(model: DarknetModel) -> DarknetCosts:
+    """Trainable parameters and conv multiply-adds at the cfg's own input size, from the layer shapes."""
+    macs = 0
+    for layer, shape in zip(model.layers, model.shapes):
+        if isinstance(layer, nn.Sequential):
+            conv = layer.conv
+            macs += conv.weight.numel() * shape.height * shape.width
+    return DarknetCosts(sum(p.numel() for p in model.parameters()), macs)
