@@ -1,65 +1,99 @@
-"""The paper's second argument, made measurable: how gradients travel back through a stage.
+"""The paper's gradient argument, made measurable: how gradients travel back through a stage.
 
-Three measures, each defined precisely here and in chapter 5:
+CSPNet's first stated purpose of the split (Wang et al. 2019, section 3.1): "increase gradient path:
+Through the split and merge strategy, the number of gradient paths can be doubled". Its Eqs. 1-4 argue
+that a dense block reuses the same gradient information to update many layers, and that the split, with
+fusion "last", truncates the gradient flow so that the two parts do not share it. Measures here:
 
-* **Gradient paths** (:func:`count_paths`, :func:`dense_block_paths`, :func:`stage_paths`): the number of
-  distinct routes from a stage's input to its output in the stage's graph of feature maps. Layer l of a
-  dense block reads every earlier feature map, so a block of L layers has 2^L routes from its input to its
-  output; a CSP stage adds one, the skip part's, and the skip part's channels have that route alone.
-* **Contribution similarity** (:func:`gradient_contributions`, :func:`contribution_similarity`): the
-  gradient reaching a feature map x_j of a dense block is a sum, one term per consumer (every later layer
-  that reads x_j, and the block's output concat). We capture each term separately and report the cosine
-  similarity between every pair: 1 means two consumers send back the same direction (duplicated
-  gradient information, the paper's complaint), 0 unrelated ones.
+* **Gradient paths, counted two ways** (:func:`path_counts`). In the *split-and-merge graph* the dense
+  block is one node: a DenseNet stage has one route from input to output, a CSP stage two (skip part and
+  dense part), so the split doubles the count, as the paper says. In the *layer graph* every dense layer
+  is a node: a block of L layers has 2^L routes and the split adds one, the skip part's. Both counts come
+  from the same graphs (:func:`split_merge_graph`, :func:`stage_graph`), by dynamic programming
+  (:func:`count_paths`) and in closed form; the tests enumerate every route to check both.
+* **Per-consumer gradient terms** (:func:`gradient_contributions`): the gradient reaching a feature map
+  x_j of a dense block is a sum, one term per consumer (every later layer that reads x_j, and the block's
+  output concat); each term is captured separately.
+* **Gradient overlap** (:func:`overlap`, :func:`route_overlap`): the book's operationalisation of
+  "duplicate gradient information", not the paper's (it defines none). The gradient reaching a stage's
+  input x0 = [x0', x0''] is split into the part that arrives through the skip part x0' and the part that
+  arrives through the dense part x0''; each is carried back to the weights of every dense layer before the
+  stage, which receive both. The overlap of the two weight gradients is
+  sum_{c != d} |<g_c, g_d>| / ((n - 1) sum_c ||g_c||^2): 1 when the routes push those weights in the same
+  (or opposite) direction by the same amount, 0 when their pushes are orthogonal or one route sends none.
 * **Gradient norms per layer** (:func:`layer_gradient_norms`) after a few training steps.
 """
 
 from __future__ import annotations
 
+import math
 from itertools import combinations
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from .csp import CSPStage, split_channels
 from .densenet import StagePlan
 from .layers import DenseBlock
 
-
 # --------------------------------------------------------------------------- counting paths
+
 
 def dense_block_graph(num_layers: int) -> dict[str, list[str]]:
     """Edges of a dense block's graph of feature maps: x0 -> every layer, each layer -> every later layer,
     and every feature map -> the block's output concat ("out")."""
     nodes = ["x0"] + [f"h{l}" for l in range(1, num_layers + 1)]
-    edges = {n: [] for n in nodes}
-    for j, n in enumerate(nodes):
-        edges[n] = nodes[j + 1:] + ["out"]
+    edges = {n: nodes[j + 1:] + ["out"] for j, n in enumerate(nodes)}
     edges["out"] = []
     return edges
 
 
-def stage_graph(plan: StagePlan) -> dict[str, list[str]]:
-    """A stage's graph: the split, the dense block (on x0''), the partial transition, concat and transition.
-
-    Chains of single layers (partial transition, transition) do not change the count of routes, but they
-    are kept so the graph reads like the paper's figure.
-    """
-    block = dense_block_graph(plan.num_layers)
-    edges = {"input": []}
+def _fusion_chain(plan: StagePlan, entry: str) -> dict[str, list[str]]:
+    """Edges after the dense path's ``entry`` node: dense transition, concat with the skip part,
+    transition, each only where the plan has it, ending at "output"."""
+    chain = []
+    if plan.dense_transition_channels:
+        chain.append("dense_transition")
     if plan.skip_channels:
-        edges["input"].append("x0'")
-        edges["x0'"] = ["concat"]
-    edges["input"].append("x0")
-    after_block = "partial_transition" if plan.partial_transition_channels else \
-        ("concat" if plan.skip_channels else "transition")
-    for node, outs in block.items():
-        edges[node] = [after_block if o == "out" else o for o in outs]
-    if plan.partial_transition_channels:
-        edges["partial_transition"] = ["concat" if plan.skip_channels else "transition"]
-    if plan.skip_channels:
-        edges["concat"] = ["transition"]
-    edges["transition"] = ["output"]
+        chain.append("concat")
+    if plan.transition_channels:
+        chain.append("transition")
+    chain.append("output")
+    edges = {entry: [chain[0]]}
+    for a, b in zip(chain, chain[1:]):
+        edges[a] = [b]
     edges["output"] = []
+    if plan.skip_channels:
+        edges["input"] = ["x0'", "x0''"]
+        edges["x0'"] = ["concat"]
+    else:
+        edges["input"] = ["x0''"]
+    return edges
+
+
+def stage_graph(plan: StagePlan) -> dict[str, list[str]]:
+    """A stage's *layer graph*: the split, every dense layer's output, the dense transition, concat and
+    transition (each only where the plan has it). Nodes: "input", "x0'" (skip part), "x0''" (dense part;
+    the whole input in DenseNet), "h1".."hL", "dense_transition", "concat", "transition", "output".
+
+    Chains of single modules do not change the count of routes; they are kept so the graph reads like
+    the paper's Figure 3.
+    """
+    edges = _fusion_chain(plan, "out")
+    after_block = edges.pop("out")
+    for node, outs in dense_block_graph(plan.num_layers).items():
+        if node == "out":
+            continue
+        edges["x0''" if node == "x0" else node] = [after_block[0] if o == "out" else o for o in outs]
+    return edges
+
+
+def split_merge_graph(plan: StagePlan) -> dict[str, list[str]]:
+    """A stage's *split-and-merge graph*: the same as :func:`stage_graph` with the dense block drawn as
+    one node ("dense_block"), as the paper's Figure 2 draws it."""
+    edges = _fusion_chain(plan, "dense_block")
+    edges["x0''"] = ["dense_block"]
     return edges
 
 
@@ -90,17 +124,29 @@ def dense_block_paths(num_layers: int) -> int:
 
 
 def stage_paths(plan: StagePlan) -> dict[str, int]:
-    """Closed form for a stage: routes reaching the stage output from its dense part, its skip part, total.
+    """Closed form for a stage, counted both ways.
 
-    DenseNet: every input channel has 2^L routes. CSP (any fusion): the dense part's channels have 2^L,
-    the skip part's exactly 1; the gradient of a skip channel is never a sum of duplicated terms.
+    * ``split_merge``: routes in the split-and-merge graph, 1 for DenseNet, 2 with a skip part (doubled).
+    * ``layer_graph``: routes in the layer graph, 2^L for DenseNet, 2^L + 1 with a skip part.
+    * ``dense_part`` / ``skip_part``: layer-graph routes that each channel of x0'' / x0' has (2^L / 1).
     """
     dense = dense_block_paths(plan.num_layers)
     skip = 1 if plan.skip_channels else 0
-    return {"dense_part": dense, "skip_part": skip, "total": dense + skip}
+    return {"split_merge": 1 + skip, "layer_graph": dense + skip, "dense_part": dense, "skip_part": skip}
 
 
-# --------------------------------------------------------------------------- contributions
+def network_paths(plans: Sequence[StagePlan]) -> dict[str, int]:
+    """Routes from the first stage's input to the last stage's output, both ways: stages run one after
+    another, so the counts multiply (2^S split-and-merge routes for S CSP stages)."""
+    counts = {"split_merge": 1, "layer_graph": 1}
+    for plan in plans:
+        per_stage = stage_paths(plan)
+        for key in counts:
+            counts[key] *= per_stage[key]
+    return counts
+
+
+# --------------------------------------------------------------------------- per-consumer terms
 
 def gradient_contributions(block: DenseBlock, x: Tensor, grad_output: Tensor | None = None,
                            loss_fn=None) -> dict[int, dict[str, Tensor]]:
@@ -110,33 +156,31 @@ def gradient_contributions(block: DenseBlock, x: Tensor, grad_output: Tensor | N
     ``"out"`` (the block's output concat). The terms sum to the total gradient of x_j. The block is run
     layer by layer with a separate view of x_j for every consumer, so autograd keeps the terms apart.
     ``grad_output`` (the gradient arriving at the block's output) defaults to that of ``loss_fn(out)``,
-    and to a fixed random direction when neither is given.
+    and to a fixed random direction when neither is given. No parameter's ``.grad`` is touched.
     """
     feats = [x.detach().requires_grad_(True)]
     views: dict[int, dict[str, Tensor]] = {0: {}}
     for c, layer in enumerate(block.values(), start=1):
         inputs = []
         for j, f in enumerate(feats):
-            v = f.view_as(f)
-            v.retain_grad()
-            views[j][f"layer{c}"] = v
+            views[j][f"layer{c}"] = v = f.view_as(f)
             inputs.append(v)
         feats.append(layer(inputs))
         views[len(feats) - 1] = {}
-    outs = []
     for j, f in enumerate(feats):
-        v = f.view_as(f)
-        v.retain_grad()
-        views[j]["out"] = v
-        outs.append(v)
-    out = torch.cat(outs, 1)
+        views[j]["out"] = f.view_as(f)
+    out = torch.cat([vs["out"] for vs in views.values()], 1)
+    flat = [(j, name, v) for j, vs in views.items() for name, v in vs.items()]
     if loss_fn is not None:
-        loss_fn(out).backward()
+        grads = torch.autograd.grad(loss_fn(out), [v for _, _, v in flat])
     else:
         if grad_output is None:
             grad_output = torch.randn(out.shape, generator=torch.Generator().manual_seed(0))
-        out.backward(grad_output)
-    return {j: {name: v.grad.detach().clone() for name, v in vs.items()} for j, vs in views.items()}
+        grads = torch.autograd.grad(out, [v for _, _, v in flat], grad_output)
+    result: dict[int, dict[str, Tensor]] = {j: {} for j in views}
+    for (j, name, _), grad in zip(flat, grads):
+        result[j][name] = grad.detach()
+    return result
 
 
 def _cosine(a: Tensor, b: Tensor) -> float:
@@ -148,7 +192,7 @@ def _cosine(a: Tensor, b: Tensor) -> float:
 
 
 def contribution_similarity(contributions: dict[str, Tensor]) -> tuple[list[str], Tensor]:
-    """Cosine similarity between every pair of consumers' gradient terms for one feature map.
+    """Signed cosine similarity between every pair of consumers' gradient terms for one feature map.
 
     Returns (consumer names, a square matrix). A zero term (a consumer that ignores x_j) gives NaN.
     """
@@ -159,47 +203,34 @@ def contribution_similarity(contributions: dict[str, Tensor]) -> tuple[list[str]
     return names, m
 
 
+def overlap(components: Sequence[Tensor]) -> float:
+    """How much n gradient terms of the same tensor duplicate each other, in [0, 1]:
+
+    sum over pairs c != d of |<g_c, g_d>|, divided by (n - 1) x sum_c ||g_c||^2.
+
+    1 when every term is the same vector up to sign, 0 when the terms are pairwise orthogonal (a zero
+    term is orthogonal to everything: a route that sends no gradient duplicates nothing). Unlike a mean
+    of signed cosines, opposite pairs do not cancel aligned ones; unlike a cosine, it is defined when a
+    term is zero. A single term overlaps with nothing (0.0); all-zero terms give NaN (nothing to compare).
+    """
+    flat = [c.detach().flatten().double() for c in components]
+    if not flat:
+        raise ValueError("components must hold at least one tensor, got none")
+    if any(f.shape != flat[0].shape for f in flat):
+        raise ValueError(f"components must all have the same number of elements, got {[f.numel() for f in flat]}")
+    energy = sum(float(f @ f) for f in flat)
+    if energy == 0:
+        return float("nan")
+    if len(flat) == 1:
+        return 0.0
+    cross = sum(abs(float(a @ b)) for a, b in combinations(flat, 2))
+    return 2 * cross / ((len(flat) - 1) * energy)
+
+
 def mean_duplication(contributions: dict[int, dict[str, Tensor]]) -> list[float]:
-    """For each feature map x_j, the mean pairwise cosine similarity of its consumers' gradient terms
-    (NaN where it has a single consumer). High = the same gradient direction arrives many times."""
-    return [mean_offdiagonal(contribution_similarity(terms)[1]) for terms in contributions.values()]
-
-
-def stage_contributions(model: nn.Module, x: Tensor, yb: Tensor, stage: int) -> dict[int, dict[str, Tensor]]:
-    """:func:`gradient_contributions` for the dense block of ``stage`` (1-based) of a DenseNet or
-    CSPDenseNet, with the real gradient of the cross-entropy loss on the batch (x, yb) arriving at the
-    block's output through the rest of the network. Batch norm runs in eval mode (fixed statistics), so
-    the measure does not depend on how the batch is split."""
-    model.eval()
-    children = list(model.features.named_children())
-    names = [n for n, _ in children]
-    key = f"denseblock{stage}" if f"denseblock{stage}" in names else f"stage{stage}"
-    if key not in names:
-        raise ValueError(f"stage must be in 1..{len(model.plans)}, got {stage}")
-    at = names.index(key)
-    with torch.no_grad():
-        for _, module in children[:at]:
-            x = module(x)
-    stage_input, module = x, children[at][1]
-    if key.startswith("stage"):
-        block = module.dense
-        x = torch.split(x, [module.skip_channels, module.dense_channels], dim=1)[1]   # x0''
-    else:
-        block = module
-
-    def rest(out: Tensor) -> Tensor:
-        # The rest of the network, from the block's output on: run the stage as it is, with the block's
-        # output replaced by ``out`` (so the fusion code is the model's own), then every later module.
-        handle = block.register_forward_hook(lambda m, i, o: out)
-        try:
-            y = module(stage_input)
-        finally:
-            handle.remove()
-        for _, later in children[at + 1:]:
-            y = later(y)
-        return nn.functional.cross_entropy(model.head(y), yb)
-
-    return gradient_contributions(block, x, loss_fn=rest)
+    """For each feature map x_j of a block, the :func:`overlap` of its consumers' gradient terms
+    (0.0 where it has a single consumer)."""
+    return [overlap(list(terms.values())) for terms in contributions.values()]
 
 
 def mean_offdiagonal(matrix: Tensor) -> float:
@@ -208,6 +239,181 @@ def mean_offdiagonal(matrix: Tensor) -> float:
     off = matrix[~torch.eye(n, dtype=torch.bool)]
     off = off[~off.isnan()]
     return float(off.mean()) if off.numel() else float("nan")
+
+
+# --------------------------------------------------------------------------- stages of a real model
+
+def _stage_parts(model: nn.Module, stage: int):
+    parts = model.stage_parts()
+    if isinstance(stage, bool) or not isinstance(stage, int) or not 1 <= stage <= len(parts):
+        raise ValueError(f"stage must be in 1..{len(parts)}, got {stage!r}")
+    return parts[stage - 1]
+
+
+def _stage_entry(parts) -> nn.Module:
+    """The module whose input is the stage's base feature map x0 (CSP: the CSPStage; DenseNet: the block)."""
+    return parts.run if isinstance(parts.run, CSPStage) else parts.block
+
+
+def stage_contributions(model: nn.Module, x: Tensor, yb: Tensor, stage: int) -> dict[int, dict[str, Tensor]]:
+    """:func:`gradient_contributions` for the dense block of ``stage`` (1-based) of a DenseNet or
+    CSPDenseNet, with the real gradient of the cross-entropy loss on the batch (x, yb) arriving at the
+    block's output through the rest of the network. Batch norm runs in eval mode (fixed statistics), so
+    the measure does not depend on how the batch is split."""
+    block = _stage_parts(model, stage).block
+    was_training = model.training
+    model.eval()
+    captured = {}
+    handle = block.register_forward_pre_hook(lambda m, inputs: captured.update(x=inputs[0]))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+
+    def rest(out: Tensor) -> Tensor:
+        # The whole network again, with the block's output replaced by ``out``: the fusion and every
+        # later module are the model's own code.
+        handle = block.register_forward_hook(lambda m, inputs, output: out)
+        try:
+            return nn.functional.cross_entropy(model(x), yb)
+        finally:
+            handle.remove()
+
+    try:
+        return gradient_contributions(block, captured["x"], loss_fn=rest)
+    finally:
+        model.train(was_training)
+
+
+def route_gradients(model: nn.Module, x: Tensor, yb: Tensor, part_ratio: float = 0.5
+                    ) -> dict[int, dict[str, tuple[Tensor, Tensor]]]:
+    """For every stage s >= 2, the gradient of the cross-entropy loss on (x, yb) that the conv weights
+    of each earlier dense layer receive through stage s's skip part x0' and through its dense part x0''.
+
+    Returns ``{s: {weight name: (through x0', through x0'')}}``; the two sum to the gradient those
+    weights receive through stage s's input. The split is the stage's own; a stage with no skip part
+    (DenseNet, ``part_ratio=1.0``) is split at ``part_ratio`` for the measure only, as a control.
+    Batch norm runs in eval mode; no parameter's ``.grad`` is touched.
+    """
+    parts = model.stage_parts()
+    if len(parts) < 2:
+        raise ValueError(f"route_gradients needs a model with at least 2 stages, got {len(parts)}")
+    was_training = model.training
+    model.eval()
+    inputs: dict[int, Tensor] = {}
+    handles = [_stage_entry(p).register_forward_pre_hook(
+        lambda m, args, s=p.plan.index: inputs.update({s: args[0]})) for p in parts[1:]]
+    try:
+        loss = nn.functional.cross_entropy(model(x), yb)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    stages = sorted(inputs)
+    grads_x0 = torch.autograd.grad(loss, [inputs[s] for s in stages], retain_graph=True)
+    result = {}
+    for s, g in zip(stages, grads_x0):
+        plan = parts[s - 1].plan
+        skip = plan.skip_channels or split_channels(plan.in_channels, part_ratio)[0]
+        names, weights = [], []
+        for p in parts[:s - 1]:
+            for layer_name, layer in p.block.items():
+                for conv in ("conv1", "conv2"):
+                    names.append(f"{p.prefix}.{layer_name}.{conv}.weight")
+                    weights.append(getattr(layer, conv).weight)
+        result[s] = dict(zip(names, zip(*route_components(inputs[s], weights, g, skip))))
+    return result
+
+
+def highway_channels(plans: Sequence[StagePlan]) -> list[int]:
+    """Per stage: how many channels of its skip part x0' have passed through no dense layer at all.
+
+    Stage 1's x0' comes from the stem. Fusion "last" ends a stage with concat(x0', xT), so the first
+    channels of the next stage's input are this stage's x0' again (pooled, channel by channel), and the
+    next split takes its x0' from the front. Fusions "csp" and "first" (and DenseNet) end with a
+    transition, a 1x1 conv that mixes every channel. When a stage's x0' is all highway channels, the
+    gradient through it reaches no earlier dense layer: its :func:`route_overlap` is exactly 0.
+    """
+    result, pure = [], 0
+    for i, plan in enumerate(plans):
+        result.append(plan.skip_channels if i == 0 else min(plan.skip_channels, pure))
+        pure = result[-1] if (plan.fusion == "last" and not plan.transition_channels) else 0
+    return result
+
+
+def route_components(x0: Tensor, weights: Sequence[Tensor], grad_x0: Tensor, skip_channels: int,
+                     retain_graph: bool = True) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    """Carry the gradient ``grad_x0`` of a feature map x0 back to ``weights`` twice: once only its first
+    ``skip_channels`` channels (x0'), once only the rest (x0''). Backpropagation is linear in the
+    gradient it starts from, so the two results sum to the weights' gradient through x0."""
+    if not 0 < skip_channels < x0.shape[1]:
+        raise ValueError(f"skip_channels must be in 1..{x0.shape[1] - 1} (x0 has {x0.shape[1]} channels), "
+                         f"got {skip_channels}")
+    mask = torch.zeros_like(grad_x0)
+    mask[:, :skip_channels] = 1
+    kw = dict(retain_graph=True, allow_unused=True)
+    skip = torch.autograd.grad(x0, weights, grad_x0 * mask, **kw)
+    dense = torch.autograd.grad(x0, weights, grad_x0 * (1 - mask), retain_graph=retain_graph,
+                                allow_unused=True)
+    fill = lambda gs: tuple(torch.zeros_like(w) if g is None else g for g, w in zip(gs, weights))  # noqa: E731
+    return fill(skip), fill(dense)
+
+
+def route_overlap(model: nn.Module, x: Tensor, yb: Tensor, part_ratio: float = 0.5) -> dict[int, float]:
+    """Per stage s >= 2: the mean, over the earlier dense layers' conv weights, of the :func:`overlap`
+    between the gradient they receive through stage s's skip part and through its dense part."""
+    result = {}
+    for s, per_weight in route_gradients(model, x, yb, part_ratio).items():
+        values = [overlap(pair) for pair in per_weight.values()]
+        values = [v for v in values if not math.isnan(v)]
+        result[s] = sum(values) / len(values) if values else float("nan")
+    return result
+
+
+def overlap_during_training(model: nn.Module, batches, x_eval: Tensor, y_eval: Tensor, steps: int,
+                            every: int, lr: float = 0.05, part_ratio: float = 0.5) -> list[dict]:
+    """Train ``steps`` SGD steps (momentum 0.9) on ``batches`` (an iterable of (x, y)) and, after every
+    ``every``-th step, record :func:`route_overlap` on the fixed evaluation batch (x_eval, y_eval).
+
+    Returns one row per measurement: ``{"step": n, "stages": {s: overlap}, "mean": mean over stages}``.
+    """
+    for name, v in (("steps", steps), ("every", every)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if every > steps:
+        raise ValueError(f"every must be in 1..steps={steps}, got {every}")
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    rows, it = [], iter(batches)
+    for step in range(1, steps + 1):
+        xb, yb = next(it)
+        model.train()
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(xb), yb).backward()
+        opt.step()
+        if step % every == 0:
+            stages = route_overlap(model, x_eval, y_eval, part_ratio)
+            rows.append({"step": step, "stages": stages, "mean": sum(stages.values()) / len(stages)})
+    return rows
+
+
+def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): Student-t confidence interval for the mean of independent values (seeds)."""
+    from .experiments import t_quantile
+
+    values = [float(v) for v in values]
+    if len(values) < 2 or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"values must hold at least 2 finite numbers, got {values!r}")
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = t_quantile(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def separated(a: tuple[float, float, float], b: tuple[float, float, float]) -> bool:
+    """True when two (mean, low, high) intervals do not overlap."""
+    return a[2] < b[1] or b[2] < a[1]
 
 
 # --------------------------------------------------------------------------- norms during training
@@ -219,15 +425,15 @@ def layer_gradient_norms(model: nn.Module, batches, steps: int = 3, lr: float = 
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     history = []
     it = iter(batches)
-    for step in range(steps):
+    for _ in range(steps):
         x, y = next(it)
         opt.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
         row = {}
-        for name, module in model.named_modules():
-            if name.split(".")[-1].startswith("denselayer"):
-                g = torch.cat([module.conv1.weight.grad.flatten(), module.conv2.weight.grad.flatten()])
-                row[name] = float(g.norm())
+        for parts in model.stage_parts():
+            for layer_name, layer in parts.block.items():
+                g = torch.cat([layer.conv1.weight.grad.flatten(), layer.conv2.weight.grad.flatten()])
+                row[f"{parts.prefix}.{layer_name}"] = float(g.norm())
         history.append(row)
         opt.step()
     return history

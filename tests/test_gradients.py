@@ -1,4 +1,4 @@
-"""Gradient measures on blocks small enough to work out by hand."""
+"""Gradient measures on blocks and graphs small enough to work out by hand."""
 
 import math
 
@@ -30,20 +30,74 @@ def test_dense_block_paths_closed_form(layers):
     assert g.dense_block_paths(layers) == 2 ** layers
 
 
+def _cfg(layers):
+    return dict(growth_rate=4, block_config=(layers, 2), num_init_features=8, num_classes=3)
+
+
+def test_split_merge_routes_of_a_csp_stage_listed_by_hand():
+    # Figure 3b: the skip part goes straight to the concat; the dense part through block and
+    # dense transition. Two routes: the split doubles DenseNet's one.
+    plan = cspnet_lab.CSPDenseNet(**_cfg(3), fusion="csp").plans[0]
+    assert sorted(all_paths(g.split_merge_graph(plan), "input", "output")) == sorted([
+        ["input", "x0'", "concat", "transition", "output"],
+        ["input", "x0''", "dense_block", "dense_transition", "concat", "transition", "output"]])
+    dense_plan = cspnet_lab.DenseNet(**_cfg(3)).plans[0]
+    assert all_paths(g.split_merge_graph(dense_plan), "input", "output") == [
+        ["input", "x0''", "dense_block", "transition", "output"]]
+
+
+@pytest.mark.parametrize("fusion,modules", [("csp", {"dense_transition", "concat", "transition"}),
+                                            ("first", {"concat", "transition"}),
+                                            ("last", {"dense_transition", "concat"})])
+def test_stage_graph_has_exactly_the_modules_of_the_fusion(fusion, modules):
+    plan = cspnet_lab.CSPDenseNet(**_cfg(2), fusion=fusion).plans[0]
+    nodes = set(g.stage_graph(plan)) - {"input", "x0'", "x0''", "h1", "h2", "output"}
+    assert nodes == modules
+
+
 @pytest.mark.parametrize("fusion", ["csp", "first", "last"])
 @pytest.mark.parametrize("layers", [1, 3, 6])
-def test_stage_paths_closed_form(fusion, layers):
-    cfg = dict(growth_rate=4, block_config=(layers, 2), num_init_features=8, num_classes=3)
-    dense_plan = cspnet_lab.DenseNet(**cfg).plans[0]
-    assert g.count_paths(g.stage_graph(dense_plan), "input", "output") == 2 ** layers
-    assert g.stage_paths(dense_plan) == {"dense_part": 2 ** layers, "skip_part": 0, "total": 2 ** layers}
-    csp_plan = cspnet_lab.CSPDenseNet(**cfg, fusion=fusion).plans[0]
-    edges = g.stage_graph(csp_plan)
-    assert g.count_paths(edges, "input", "output") == len(all_paths(edges, "input", "output")) == 2 ** layers + 1
-    assert g.count_paths(edges, "x0'", "output") == 1          # the skip part has one route, its own
-    no_skip = cspnet_lab.CSPDenseNet(**cfg, fusion=fusion, part_ratio=1.0).plans[0]
-    assert g.count_paths(g.stage_graph(no_skip), "input", "output") == 2 ** layers
+def test_stage_paths_both_ways_against_enumeration(fusion, layers):
+    dense_plan = cspnet_lab.DenseNet(**_cfg(layers)).plans[0]
+    csp_plan = cspnet_lab.CSPDenseNet(**_cfg(layers), fusion=fusion).plans[0]
+    no_skip = cspnet_lab.CSPDenseNet(**_cfg(layers), fusion=fusion, part_ratio=1.0).plans[0]
+    expected = {dense_plan: (1, 2 ** layers), csp_plan: (2, 2 ** layers + 1), no_skip: (1, 2 ** layers)}
+    for plan, (split_merge, layer_graph) in expected.items():
+        for graph, count in ((g.split_merge_graph(plan), split_merge), (g.stage_graph(plan), layer_graph)):
+            assert g.count_paths(graph, "input", "output") == len(all_paths(graph, "input", "output")) == count
+        closed = g.stage_paths(plan)
+        assert (closed["split_merge"], closed["layer_graph"]) == (split_merge, layer_graph)
+    assert g.count_paths(g.stage_graph(csp_plan), "x0'", "output") == 1      # the skip part's own route
+    assert g.count_paths(g.stage_graph(csp_plan), "x0''", "output") == 2 ** layers
 
+
+def _chain(graphs):
+    """Stages in a row: stage i's "output" is stage i+1's "input"."""
+    edges = {}
+    for i, graph in enumerate(graphs):
+        name = lambda n, i=i: "end" if (n == "output" and i == len(graphs) - 1) else \
+            (f"s{i + 1}:input" if n == "output" else f"s{i}:{n}")
+        for node, outs in graph.items():
+            if node != "output":
+                edges[name(node)] = [name(o) for o in outs]
+    edges["end"] = []
+    return edges
+
+
+@pytest.mark.parametrize("name,fusion", [("densenet_cifar", None), ("cspdensenet_cifar", "last"),
+                                         ("cspdensenet_cifar", "first")])
+def test_network_paths_multiply_over_stages(name, fusion):
+    kw = dict(fusion=fusion) if fusion else {}
+    plans = cspnet_lab.model_config(name, block_config=(2, 3, 1), **kw).stages()
+    skip = 1 if fusion else 0
+    for how, graph_fn, per_stage in (("split_merge", g.split_merge_graph, lambda p: 1 + skip),
+                                     ("layer_graph", g.stage_graph, lambda p: 2 ** p.num_layers + skip)):
+        edges = _chain([graph_fn(p) for p in plans])
+        brute = len(all_paths(edges, "s0:input", "end"))
+        assert g.network_paths(plans)[how] == brute == math.prod(per_stage(p) for p in plans)
+
+
+# --------------------------------------------------------------------------- per-consumer terms
 
 def scalar_block(a, b):
     """A dense block with growth 1, bottleneck 1, 1x1 inputs and identity batch norm (eval mode): layer l
@@ -76,25 +130,21 @@ def test_contributions_match_the_hand_derivation():
     names, sim = g.contribution_similarity(terms[0])
     assert names == ["layer1", "layer2", "out"]
     torch.testing.assert_close(sim, torch.ones(3, 3, dtype=torch.float64))
+    assert all(p.grad is None for p in block.parameters())      # the measure leaves .grad alone
 
 
-def test_opposite_contributions_have_similarity_minus_one():
+def test_opposite_contributions_have_similarity_minus_one_and_full_overlap():
     block = scalar_block((1.0, 1.0), (1.0, 1.0))
     x = torch.rand(3, 1, 1, 1) + 0.5
     grad_out = torch.tensor([-1.0, 0.0, 1.0]).view(1, 3, 1, 1).expand(3, 3, 1, 1)
-    names, sim = g.contribution_similarity(g.gradient_contributions(block, x, grad_output=grad_out)[0])
-    # out sends -1 back; layer2 sends +1; layer1 sends +1 (through layer2).
+    terms = g.gradient_contributions(block, x, grad_output=grad_out)[0]
+    names, sim = g.contribution_similarity(terms)
+    # out sends -1 back; layer2 sends +1; layer1 sends +1 (through layer2). Equal sizes, one direction:
     i = {n: k for k, n in enumerate(names)}
     assert sim[i["out"], i["layer1"]] == pytest.approx(-1.0)
     assert sim[i["layer1"], i["layer2"]] == pytest.approx(1.0)
-    assert g.mean_offdiagonal(sim) == pytest.approx(-1 / 3)
-
-
-def test_a_consumer_that_ignores_the_map_gives_nan_not_a_number():
-    block = scalar_block((0.0, 1.0), (1.0, 1.0))           # layer 1's weights are zero
-    x = torch.rand(2, 1, 1, 1) + 0.5
-    names, sim = g.contribution_similarity(g.gradient_contributions(block, x)[0])
-    assert math.isnan(sim[names.index("layer1"), names.index("out")])
+    assert g.mean_offdiagonal(sim) == pytest.approx(-1 / 3)     # signed cosines cancel...
+    assert g.overlap(list(terms.values())) == pytest.approx(1.0)  # ...the overlap does not
 
 
 def test_contributions_sum_to_autograds_gradient_on_a_real_block():
@@ -105,6 +155,7 @@ def test_contributions_sum_to_autograds_gradient_on_a_real_block():
     terms = g.gradient_contributions(block, x, grad_output=grad_out)
     torch.testing.assert_close(sum(terms[0].values()), x.grad)
     assert len(terms[0]) == 5 and len(terms[4]) == 1
+    assert g.mean_duplication(terms)[4] == 0.0                 # a single consumer duplicates nothing
 
 
 @pytest.mark.parametrize("name", ["densenet_cifar", "cspdensenet_cifar"])
@@ -112,30 +163,154 @@ def test_stage_contributions_use_the_real_downstream_gradient(name):
     model = cspnet_lab.create_model(name, block_config=(3, 3, 3), in_channels=1)
     x, y = torch.randn(4, 1, 16, 16), torch.randint(0, 10, (4,))
     terms = g.stage_contributions(model, x, y, stage=2)
-    # Compare with autograd on the whole model: the terms of the block's input sum to its gradient.
-    block, block_in = _block_and_input(model, x, 2)
-    block_in.requires_grad_(True)
-    handle = block.register_forward_pre_hook(lambda m, i: (block_in,))
-    nn.functional.cross_entropy(model.eval()(x), y).backward()
+    # Autograd on the whole model: the terms of the block's input sum to its gradient.
+    block = model.stage_parts()[1].block
+    captured = {}
+    handle = block.register_forward_pre_hook(lambda m, i: captured.update(x=i[0]))
+    loss = nn.functional.cross_entropy(model.eval()(x), y)
     handle.remove()
-    torch.testing.assert_close(sum(terms[0].values()), block_in.grad, rtol=1e-4, atol=1e-6)
-
-
-def _block_and_input(model, x, stage):
-    model.eval()
-    with torch.no_grad():
-        for name, module in model.features.named_children():
-            if name in (f"denseblock{stage}", f"stage{stage}"):
-                if name.startswith("stage"):
-                    return module.dense, x[:, module.skip_channels:].clone()
-                return module, x.clone()
-            x = module(x)
+    (expected,) = torch.autograd.grad(loss, captured["x"])
+    torch.testing.assert_close(sum(terms[0].values()), expected, rtol=1e-4, atol=1e-6)
 
 
 def test_stage_out_of_range_is_a_value_error():
     with pytest.raises(ValueError, match="stage must be in 1..3"):
         g.stage_contributions(cspnet_lab.densenet_cifar(in_channels=1), torch.randn(1, 1, 8, 8),
                               torch.tensor([0]), stage=4)
+
+
+# --------------------------------------------------------------------------- overlap
+
+@pytest.mark.parametrize("terms,expected", [
+    ([[1.0, 2.0], [1.0, 2.0]], 1.0),            # identical: all duplicated
+    ([[1.0, 2.0], [-1.0, -2.0]], 1.0),          # opposite: the same information, opposite sign
+    ([[1.0, 0.0], [0.0, 3.0]], 0.0),            # orthogonal: nothing shared
+    ([[1.0, 0.0], [0.0, 0.0]], 0.0),            # one route sends nothing
+    ([[1.0, 0.0], [2.0, 0.0]], 0.8),            # parallel, unequal: 2 x 2 / (1 + 4)
+    ([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], 0.5),  # 2 x (0 + 1 + 1) / (2 x (1 + 1 + 2))
+    ([[3.0, 4.0]], 0.0),                        # a single term
+])
+def test_overlap_by_hand(terms, expected):
+    assert g.overlap([torch.tensor(t) for t in terms]) == pytest.approx(expected)
+
+
+def test_overlap_bad_input():
+    assert math.isnan(g.overlap([torch.zeros(3), torch.zeros(3)]))
+    with pytest.raises(ValueError, match="at least one"):
+        g.overlap([])
+    with pytest.raises(ValueError, match="same number of elements"):
+        g.overlap([torch.ones(2), torch.ones(3)])
+
+
+@pytest.mark.parametrize("u2,expected", [
+    ([0.0, 1.0, 0.0], 0.0),     # u2 orthogonal to u1
+    ([1.0, 0.0, 2.0], 0.8),     # u2 = u1: 2 |<2 u1, u1>| / (||2 u1||^2 + ||u1||^2) = 2 x 10 / (20 + 5)
+    ([-2.0, 0.0, -4.0], 1.0),   # u2 = -2 u1: 2 |<2 u1, -2 u1>| / (20 + 20)
+])
+def test_route_components_two_consumers_by_hand(u2, expected):
+    # x0 has two channels that read the same weights w: x0 = [<w, u1>, <w, u2>]. A gradient (2, 1) at
+    # x0 reaches w as 2 u1 through channel 1 (the "skip" channel) and 1 u2 through channel 2.
+    w = torch.tensor([0.3, -0.2, 0.5], requires_grad=True)
+    u1, u2 = torch.tensor([1.0, 0.0, 2.0]), torch.tensor(u2)
+    x0 = torch.stack([w @ u1, w @ u2]).view(1, 2)
+    (skip,), (dense,) = g.route_components(x0, [w], torch.tensor([[2.0, 1.0]]), skip_channels=1)
+    torch.testing.assert_close(skip, 2.0 * u1)
+    torch.testing.assert_close(dense, 1.0 * u2)
+    assert g.overlap([skip, dense]) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="skip_channels must be in 1..1"):
+        g.route_components(x0, [w], torch.ones(1, 2), skip_channels=2)
+
+
+def _small(name, **kw):
+    torch.manual_seed(0)
+    return cspnet_lab.create_model(name, block_config=(2, 2, 2), growth_rate=4, num_init_features=8,
+                                   in_channels=1, **kw)
+
+
+@pytest.mark.parametrize("name,kw", [("densenet_cifar", {}), ("cspdensenet_cifar", dict(fusion="csp")),
+                                     ("cspdensenet_cifar", dict(fusion="first")),
+                                     ("cspdensenet_cifar", dict(fusion="last"))])
+def test_route_gradients_sum_to_the_weights_gradient(name, kw):
+    model = _small(name, **kw)
+    x, y = torch.randn(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    routes = g.route_gradients(model, x, y)
+    assert set(routes) == {2, 3}
+    # Every earlier dense layer's two convs, and nothing else: stage 2 sees stage 1's, stage 3 both.
+    assert len(routes[2]) == 2 * 2 and len(routes[3]) == 2 * 2 * 2
+    loss = nn.functional.cross_entropy(model.eval()(x), y)
+    layers = [p.block for p in model.stage_parts()[:2]]
+    weights = [getattr(l, c).weight for b in layers for l in b.values() for c in ("conv1", "conv2")]
+    total = dict(zip([n for n in routes[3]], torch.autograd.grad(loss, weights)))
+    for s, per_weight in routes.items():
+        for wname, (skip, dense) in per_weight.items():
+            # Stage-1 weights reach the loss only through stage 2's input, and through stage 3's.
+            torch.testing.assert_close(skip + dense, total[wname], rtol=1e-4, atol=1e-7)
+            assert skip.abs().sum() > 0 or kw.get("fusion") == "last"
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_fusion_last_skip_route_bypasses_every_earlier_dense_layer():
+    # growth 4, 8 stem channels, half split, widths matched: stage 1 of fusion last outputs
+    # [pool(x0'), dense transition] = [4 channels, DenseNet's 8 minus 4 = 4 channels], so stage 2's skip
+    # part (the first 8 - floor(8 / 2) = 4 channels) is exactly stage 1's skip part, pooled. Its gradient reaches the stem
+    # and never a dense layer: the overlap is exactly 0. Fusion first mixes both parts in its transition.
+    last = _small("cspdensenet_cifar", fusion="last", widths="matched")
+    p1, p2 = last.plans[0], last.plans[1]
+    assert p2.in_channels == p1.skip_channels + p1.dense_transition_channels
+    assert p2.skip_channels == p1.skip_channels                 # derived from the plans, not a run
+    assert g.highway_channels(last.plans)[1] == p2.skip_channels
+    x, y = torch.randn(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    for wname, (skip, dense) in g.route_gradients(last, x, y)[2].items():
+        assert skip.abs().max() == 0 and dense.abs().max() > 0, wname
+    assert g.route_overlap(last, x, y)[2] == 0.0
+    first = _small("cspdensenet_cifar", fusion="first", widths="matched")
+    assert g.route_overlap(first, x, y)[2] > 0.0
+
+
+@pytest.mark.parametrize("fusion,expected", [("last", [12, 12, 12]), ("first", [12, 0, 0]), ("csp", [12, 0, 0])])
+def test_highway_channels_follow_the_concat_layout(fusion, expected):
+    # 24 stem channels, growth 12, 3 layers, widths matched. Stage 1: x0' = 12 stem channels. Fusion last
+    # outputs [pool(x0') (12), xT (30 - 12 = 18)]; stage 2 splits 30 into x0' = 15 = the 12 old skip
+    # channels + 3 of xT. Stage 3: 33 channels, x0' = 17 = stage 2's 15 (12 of them highway) + 2 of xT.
+    # csp and first end with a transition that mixes every channel: no highway after stage 1.
+    plans = cspnet_lab.model_config("cspdensenet_cifar", block_config=(3, 3, 3), fusion=fusion,
+                                    widths="matched").stages()
+    assert [p.skip_channels for p in plans] == [12, 15, 17]
+    assert g.highway_channels(plans) == expected
+    dense_plans = cspnet_lab.model_config("densenet_cifar", block_config=(3, 3, 3)).stages()
+    assert g.highway_channels(dense_plans) == [0, 0, 0]
+
+
+def test_route_measures_bad_input():
+    one_stage = cspnet_lab.create_model("densenet_cifar", block_config=(2,), in_channels=1)
+    with pytest.raises(ValueError, match="at least 2 stages"):
+        g.route_gradients(one_stage, torch.randn(2, 1, 8, 8), torch.tensor([0, 1]))
+    model = _small("densenet_cifar")
+    batches = iter([(torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,)))] * 3)
+    for kw, match in ((dict(steps=0, every=1), "steps must be a positive integer"),
+                      (dict(steps=2, every=3), "every must be in 1..steps=2"),
+                      (dict(steps=2, every=True), "every must be a positive integer")):
+        with pytest.raises(ValueError, match=match):
+            g.overlap_during_training(model, batches, torch.randn(2, 1, 8, 8), torch.tensor([0, 1]), **kw)
+
+
+def test_overlap_during_training_records_every_nth_step():
+    model = _small("cspdensenet_cifar", fusion="csp")
+    batches = iter([(torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,)))] * 4)
+    rows = g.overlap_during_training(model, batches, torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,)),
+                                     steps=4, every=2)
+    assert [r["step"] for r in rows] == [2, 4]
+    assert all(set(r["stages"]) == {2, 3} and 0.0 <= r["mean"] <= 1.0 for r in rows)
+
+
+def test_mean_interval_is_students_t():
+    mean, low, high = g.mean_interval([1.0, 2.0, 3.0])
+    # sd 1, n 3, t(0.975, 2) = 4.3027: half-width 4.3027 / sqrt(3) = 2.4841 (a normal 1.96 would be 1.13).
+    assert (mean, low, high) == pytest.approx((2.0, 2.0 - 2.4841, 2.0 + 2.4841), abs=1e-4)
+    assert g.separated((1.0, 0.9, 1.1), (2.0, 1.9, 2.1))
+    assert not g.separated((1.0, 0.5, 1.5), (2.0, 1.4, 2.6))
+    with pytest.raises(ValueError, match="at least 2 finite"):
+        g.mean_interval([1.0])
 
 
 def test_layer_gradient_norms_cover_every_dense_layer():
