@@ -3,23 +3,49 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from . import costs
-from .models import list_models
+from .bench import PRESETS as BENCH_PRESETS
+from .data import DATASETS
+from .models import ModelSpec, list_models, model_config
+from .train import OPTIMIZERS, SCHEDULES
+
+MODEL_OPTIONS = ("fusion", "part_ratio", "growth_rate", "dense_transition_ratio")
 
 
 def _model_overrides(args) -> dict:
     out = {}
-    for key in ("fusion", "part_ratio", "growth_rate", "partial_transition_ratio"):
+    for key in MODEL_OPTIONS:
         value = getattr(args, key, None)
         if value is not None:
             out[key] = value
     return out
 
 
+def _spec(text: str, args, only_taken: bool = False) -> ModelSpec:
+    """``name`` or ``name:key=value,...`` plus the model options given on the command line (--fusion ...).
+    A key set both ways is an error; with ``only_taken``, options the model does not take are skipped
+    (``compare`` applies --fusion to the CSP model only)."""
+    spec = ModelSpec.parse(text)
+    given = dict(spec.overrides)
+    fields = type(model_config(spec.name)).__dataclass_fields__
+    for key, value in _model_overrides(args).items():
+        if only_taken and key not in fields:
+            continue
+        if key in given and given[key] != value:
+            raise ValueError(f"{key} is given twice: {given[key]!r} in the model spec {text!r} and {value!r} as "
+                             f"--{key.replace('_', '-')}")
+        given[key] = value
+    spec = ModelSpec(spec.name, tuple(given.items()))
+    spec.config()                                    # ValueError for unknown keys and bad values
+    return spec
+
+
 def cmd_summary(args) -> None:
-    report = costs.analyze(args.model, args.input_size, **_model_overrides(args))
+    spec = _spec(args.model, args)
+    report = costs.analyze(spec.config(), args.input_size)
     print(f"{args.model} at {args.input_size}x{args.input_size}: {report.params:,} parameters, "
           f"{report.macs:,} multiply-adds (convs + linears)")
     if args.layers:
@@ -41,14 +67,14 @@ def cmd_summary(args) -> None:
                                         ("params", "params", ",d"), ("macs", "multiply-adds", ",d")]))
     if args.torchinfo:
         import torchinfo
-        from .models import create_model
-        model = create_model(args.model, **_model_overrides(args))
+        model = spec.build()
         print(torchinfo.summary(model, input_size=(1, model.config.in_channels, args.input_size,
                                                      args.input_size), verbose=0, depth=args.depth))
 
 
 def cmd_compare(args) -> None:
-    rows = costs.compare(args.base, args.other, args.input_size, **_model_overrides(args))
+    base, other = (_spec(text, args, only_taken=True) for text in (args.base, args.other))
+    rows = costs.compare(base.label, other.label, args.input_size)
     print(f"{args.other} against {args.base} at {args.input_size}x{args.input_size}"
           + "".join(f", {k}={v}" for k, v in _model_overrides(args).items()))
     print(costs.format_table(rows, [("metric", "", ""), ("base", args.base, ",.0f"), ("other", args.other, ",.0f"),
@@ -67,9 +93,9 @@ def cmd_savings(args) -> None:
 def cmd_bench(args) -> None:
     from . import bench
 
-    settings = dict(bench.PRESETS[args.preset]) if args.preset else {"models": []}
+    settings = bench.sized_preset(args.preset) if args.preset else {"models": []}
     for key in ("models", "batch_sizes", "input_sizes", "modes", "device", "repeats", "warmup", "threads",
-                "min_run_time"):
+                "min_run_time", "time_cap_s"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
@@ -77,11 +103,16 @@ def cmd_bench(args) -> None:
         settings["channels_last"] = True
     if args.bf16:
         settings["bf16"] = True
+    if args.no_profile:
+        settings["profile"] = False
     if not settings["models"]:
         raise ValueError("give --models or --preset")
-    result = bench.run(bench.BenchSettings(**settings))
+    if args.resume and not args.out:
+        raise ValueError("--resume needs --out (the result file to continue)")
+    result = bench.run(bench.BenchSettings(**settings), out=args.out, resume=args.resume,
+                       overwrite=args.overwrite)      # --out is checked before anything is measured
     if args.out:
-        print("wrote", bench.save_results(result, args.out))
+        print("wrote", args.out)
     _print_speedups(result, args.baseline or result["results"][0]["model"])
 
 
@@ -89,12 +120,21 @@ def _print_speedups(result, baseline) -> None:
     from . import bench
 
     rows = bench.speedups(result, baseline)
+    for r in rows:
+        if r["status"] == "ok":
+            r["ratio_ci"] = f"{r['time_ratio']:.3f} [{r['time_ratio_lo']:.3f}, {r['time_ratio_hi']:.3f}]"
+            if r["realised"] is not None:
+                r["realised_ci"] = f"{r['realised']:+.2f} [{r['realised_lo']:+.2f}, {r['realised_hi']:+.2f}]"
+        else:
+            r["verdict"] = f"{r['status']}: {r.get('message') or ''}"[:60]
     if rows:
-        print(f"\nagainst {baseline} on {result['provenance']['device']}:")
+        print(f"\nagainst {baseline} on {result['provenance']['device']} (95 % bootstrap intervals over "
+              "paired rounds):")
         print(costs.format_table(rows, [("model", "model", ""), ("mode", "mode", ""), ("batch", "batch", "d"),
                                         ("macs_change_pct", "mult-adds %", "+.1f"),
-                                        ("time_change_pct", "time %", "+.1f"), ("speedup", "speedup", ".3f"),
-                                        ("speedup_per_mac_reduction", "speedup / MAC reduction", ".3f")]))
+                                        ("ratio_ci", "time ratio [95 %]", ""), ("verdict", "verdict", ""),
+                                        ("realised_ci", "realised fraction of the cut [95 %]", ""),
+                                        ("activation_change_pct", "saved activations %", "+.1f")]))
 
 
 def cmd_bench_report(args) -> None:
@@ -109,62 +149,100 @@ def cmd_train(args) -> None:
     main_from_args(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with every usage error on one line (exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind, low=None, low_open=False):
+    """An argparse type: an int or a finite float, >= low (> low when low_open)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or (kind is float and not math.isfinite(value)) or (
+                low is not None and (value < low or (low_open and value == low))):
+            what = "an integer" if kind is int else "a finite number"
+            bound = "" if low is None else f" {'>' if low_open else '>='} {low}"
+            raise argparse.ArgumentTypeError(f"must be {what}{bound}, got {text!r}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+POSITIVE_INT = _number(int, 1)
+NON_NEGATIVE_INT = _number(int, 0)
+POSITIVE_FLOAT = _number(float, 0, low_open=True)
+NON_NEGATIVE_FLOAT = _number(float, 0)
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cspnet_lab", description=__doc__)
+    parser = _Parser(prog="python -m cspnet_lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the model presets")
 
     def model_options(p):
-        p.add_argument("--input-size", type=int, default=224)
+        p.add_argument("--input-size", type=POSITIVE_INT, default=224)
         p.add_argument("--fusion", choices=("csp", "first", "last"))
-        p.add_argument("--part-ratio", type=float, dest="part_ratio")
-        p.add_argument("--partial-transition-ratio", type=float, dest="partial_transition_ratio")
-        p.add_argument("--growth-rate", type=int, dest="growth_rate")
+        p.add_argument("--part-ratio", type=POSITIVE_FLOAT, dest="part_ratio")
+        p.add_argument("--dense-transition-ratio", type=POSITIVE_FLOAT, dest="dense_transition_ratio")
+        p.add_argument("--growth-rate", type=POSITIVE_INT, dest="growth_rate")
 
     p = sub.add_parser("summary", help="per-stage (or --layers: per-layer) parameters and multiply-adds")
-    p.add_argument("model")
+    p.add_argument("model", help="preset, optionally name:key=value,...")
     p.add_argument("--layers", action="store_true", help="one row per layer instead of per stage")
     p.add_argument("--torchinfo", action="store_true", help="also print torchinfo's summary")
-    p.add_argument("--depth", type=int, default=2, help="torchinfo depth")
+    p.add_argument("--depth", type=POSITIVE_INT, default=2, help="torchinfo depth")
     model_options(p)
     p = sub.add_parser("compare", help="params, multiply-adds and memory traffic of two models")
-    p.add_argument("base")
-    p.add_argument("other")
+    p.add_argument("base", help="preset, optionally name:key=value,...")
+    p.add_argument("other", help="preset, optionally name:key=value,...")
     model_options(p)
     p = sub.add_parser("savings", help="savings of every CSP variant against DenseNet")
-    p.add_argument("--depths", type=int, nargs="+", default=[121, 169, 201])
-    p.add_argument("--part-ratios", type=float, nargs="+", default=[0.25, 0.5, 0.75], dest="part_ratios")
-    p.add_argument("--fusions", nargs="+", default=["csp", "first", "last"])
-    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--depths", type=POSITIVE_INT, nargs="+", default=[121, 169, 201])
+    p.add_argument("--part-ratios", type=POSITIVE_FLOAT, nargs="+", default=[0.25, 0.5, 0.75], dest="part_ratios")
+    p.add_argument("--fusions", nargs="+", default=["csp", "first", "last"], choices=("csp", "first", "last"))
+    p.add_argument("--input-size", type=POSITIVE_INT, default=224)
     p = sub.add_parser("bench", help="time and memory of models (CPU or CUDA); JSON results with provenance")
-    p.add_argument("--preset", choices=("cpu", "gpu", "smoke"), help="the settings of a committed run")
+    p.add_argument("--preset", choices=tuple(BENCH_PRESETS), help="the settings of a committed run")
     p.add_argument("--models", nargs="+", help="presets, optionally name:key=value,key=value")
-    p.add_argument("--batch-sizes", type=int, nargs="+", dest="batch_sizes")
-    p.add_argument("--input-sizes", type=int, nargs="+", dest="input_sizes")
+    p.add_argument("--batch-sizes", type=POSITIVE_INT, nargs="+", dest="batch_sizes")
+    p.add_argument("--input-sizes", type=POSITIVE_INT, nargs="+", dest="input_sizes")
     p.add_argument("--modes", nargs="+", choices=("inference", "train"))
     p.add_argument("--device", choices=("cpu", "cuda"))
-    p.add_argument("--repeats", type=int)
-    p.add_argument("--warmup", type=int)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--min-run-time", type=float, dest="min_run_time", help="seconds of timing per case")
+    p.add_argument("--repeats", type=POSITIVE_INT)
+    p.add_argument("--warmup", type=NON_NEGATIVE_INT)
+    p.add_argument("--threads", type=POSITIVE_INT)
+    p.add_argument("--min-run-time", type=POSITIVE_FLOAT, dest="min_run_time", help="seconds of timing per case")
     p.add_argument("--channels-last", action="store_true", dest="channels_last")
-    p.add_argument("--bf16", action="store_true", help="CUDA only: bf16 autocast")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--baseline", help="model label to compare against (default: the first)")
-    p.add_argument("--out", help="write the results here (JSON, atomically)")
+    p.add_argument("--out", help="write the results here (JSON, atomically, after every case)")
+    p.add_argument("--time-cap", type=POSITIVE_FLOAT, dest="time_cap_s",
+                   help="seconds: start no new round or group after this")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished cases")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--no-profile", action="store_true", dest="no_profile",
+                   help="skip the torch.profiler breakdown of each case")
     p = sub.add_parser("train", help="train a model (also under torchrun); history.json + checkpoint.pt")
     p.add_argument("--model", help="preset, optionally name:key=value,...")
-    p.add_argument("--dataset", choices=("digits", "cifar10"))
-    p.add_argument("--image-size", type=int, dest="image_size")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, dest="batch_size", help="global batch size")
-    p.add_argument("--optimizer", choices=("sgd", "adamw"))
-    p.add_argument("--lr", type=float)
-    p.add_argument("--weight-decay", type=float, dest="weight_decay")
-    p.add_argument("--schedule", choices=("cosine", "step", "none"))
-    p.add_argument("--seed", type=int)
-    p.add_argument("--out")
-    p.add_argument("--resume", action="store_true", default=None)
-    p.add_argument("--max-steps", type=int, dest="max_steps")
+    p.add_argument("--dataset", choices=DATASETS)
+    p.add_argument("--image-size", type=POSITIVE_INT, dest="image_size")
+    p.add_argument("--epochs", type=POSITIVE_INT)
+    p.add_argument("--batch-size", type=POSITIVE_INT, dest="batch_size", help="global batch size")
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--lr", type=POSITIVE_FLOAT)
+    p.add_argument("--momentum", type=NON_NEGATIVE_FLOAT)
+    p.add_argument("--weight-decay", type=NON_NEGATIVE_FLOAT, dest="weight_decay")
+    p.add_argument("--schedule", choices=SCHEDULES)
+    p.add_argument("--seed", type=NON_NEGATIVE_INT)
+    p.add_argument("--out", help="folder for history.json and checkpoint.pt")
+    p.add_argument("--resume", action="store_true", default=None, help="continue the run in --out")
+    p.add_argument("--overwrite", action="store_true", default=None, help="replace a run already in --out")
+    p.add_argument("--max-steps", type=POSITIVE_INT, dest="max_steps", help="optimizer steps in all")
     p.add_argument("--bn-eval", action="store_true", default=None, dest="bn_eval")
     p.add_argument("--device")
     p.add_argument("--no-progress", action="store_false", default=None, dest="progress")
@@ -172,16 +250,22 @@ def main(argv=None) -> int:
     p = sub.add_parser("bench-report", help="validate a result file and print its speedups")
     p.add_argument("file")
     p.add_argument("--baseline")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:            # usage errors (2) and --help (0) return like every other outcome
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         if args.command == "list":
             print("\n".join(list_models()))
         else:
             {"summary": cmd_summary, "compare": cmd_compare, "savings": cmd_savings, "bench": cmd_bench,
              "bench-report": cmd_bench_report, "train": cmd_train}[args.command](args)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:  # what a user can cause: one line naming the argument or file
+        print("error: " + " ".join(str(exc).split("\n")), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -1,0 +1,400 @@
+"""Hostile and careless input, class by class (issue 16): nothing executed, nothing lost, nothing silently
+wrong, nothing hangs, and every failure a user can cause is one line naming the argument, file or option,
+with exit code 2 from the command line.
+
+The table-driven test at the bottom drives ``python -m cspnet_lab`` in-process (``main(argv)``); the
+model-level cases the model owners are still wiring are marked xfail(strict=False) with the reason.
+"""
+
+import contextlib
+import json
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from cspnet_lab import _checks, _io, costs, data, models
+from cspnet_lab import train as tr
+from cspnet_lab.__main__ import main
+
+TINY = "densenet_cifar:block_config=(2,2,2),growth_rate=4"
+PENDING_MODELS = pytest.mark.xfail(strict=False, reason="pending coordinator (model configs, costs)")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_tiny_data(monkeypatch):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(128, 1, 8, 8, generator=gen), torch.randint(0, 10, (128,), generator=gen)
+    sets = TensorDataset(x[:96], y[:96]), TensorDataset(x[96:], y[96:])
+    real = tr.load_dataset
+    monkeypatch.setattr(tr, "load_dataset", lambda name, **kw: sets if name == "digits" else real(name, **kw))
+    yield
+    torch.set_num_threads(before)
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+def test_atomic_write_fsyncs_the_data_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append("fsync dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync file")
+        return real_fsync(fd)
+
+    def replace(a, b):
+        events.append("rename")
+        return real_replace(a, b)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    _io.atomic_write_text(tmp_path / "a.json", "{}")
+    assert events == ["fsync file", "rename", "fsync dir"]
+    assert (tmp_path / "a.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, error):
+    target = tmp_path / "history.json"
+    target.write_text("old")
+
+    def write(f):
+        f.write(b"half of the new")
+        raise error
+    with pytest.raises(error):
+        _io.atomic_write(target, write)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["history.json"]
+
+
+def test_atomic_save_torch_round_trips(tmp_path):
+    _io.atomic_save_torch(tmp_path / "c.pt", {"w": torch.arange(3)})
+    assert torch.equal(torch.load(tmp_path / "c.pt", weights_only=True)["w"], torch.arange(3))
+
+
+# ----------------------------------------------------------------------------- locks
+
+def test_folder_lock_is_exclusive_and_released(tmp_path):
+    with _io.FolderLock(tmp_path, what="training run") as lock:
+        with pytest.raises(ValueError, match=rf"{tmp_path} is in use by another training run \(pid {os.getpid()}"):
+            _io.FolderLock(tmp_path, what="training run").acquire()
+        assert lock.path.exists()
+    assert not lock.path.exists()
+    with _io.FolderLock(tmp_path):                                     # free again
+        pass
+
+
+def test_a_run_in_another_process_holds_the_folder_until_it_dies(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)")
+    other = subprocess.Popen([sys.executable, "-c", code, str(out / tr.LOCK_NAME)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "locked"
+        with pytest.raises(ValueError, match="is in use by another training run"):
+            tr.train(tr.TrainConfig(model=TINY, image_size=8, epochs=1, batch_size=32, out=str(out), progress=False))
+        assert not (out / "history.json").exists()
+    finally:
+        other.kill()                                                   # killed, as a crashed run would be
+        other.wait()
+    tr.train(tr.TrainConfig(model=TINY, image_size=8, epochs=1, batch_size=32, out=str(out), progress=False))
+    assert (out / "history.json").exists()                             # no stale lock to clean by hand
+
+
+def test_two_runs_started_together_one_wins_and_its_run_is_intact(tmp_path):
+    out = tmp_path / "run"
+    results = {}
+    barrier = threading.Barrier(2)
+
+    def run(name, lr):
+        barrier.wait()
+        try:
+            results[name] = tr.train(tr.TrainConfig(model=TINY, image_size=8, epochs=1, batch_size=32, lr=lr,
+                                                     out=str(out), progress=False))["config"]["lr"]
+        except ValueError as err:
+            results[name] = str(err)
+    threads = [threading.Thread(target=run, args=(n, lr)) for n, lr in (("a", 0.1), ("b", 0.05))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    won = [v for v in results.values() if isinstance(v, float)]
+    lost = [v for v in results.values() if isinstance(v, str)]
+    assert len(won) == 1 and len(lost) == 1, results
+    assert "is in use by another training run" in lost[0] or "already holds a training run" in lost[0]
+    assert json.loads((out / "history.json").read_text())["config"]["lr"] == won[0]
+
+
+# ----------------------------------------------------------------------------- reusable checks
+
+@pytest.mark.parametrize("value", ["false", "False", 0, 1, None, "", [], 0.0])
+def test_boolean_accepts_only_real_bools(value):
+    with pytest.raises(ValueError, match="must be True or False"):
+        _checks.boolean("memory_efficient", value)
+    assert _checks.boolean("x", False) is False
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), "1", True, None, 0.0, -1])
+def test_finite_real_refuses_nan_inf_strings_bools_and_out_of_range(value):
+    with pytest.raises(ValueError, match=r"min_run_time must be a (finite )?number in \(0, inf\)"):
+        _checks.finite_real("min_run_time", value, 0.0, low_open=True)
+
+
+@pytest.mark.parametrize("value", ["gpu", "cuda:99", "", 3, None, "cpu:x", "tpu"])
+def test_device_refuses_unknown_and_absent_devices(value):
+    if value == "cuda:99" and not torch.cuda.is_available():
+        match = "no CUDA device is available"
+    else:
+        match = "device must be one of|CUDA device"
+    with pytest.raises(ValueError, match=match):
+        _checks.device("device", value)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64, torch.bool, torch.int32])
+def test_floating_tensor_refuses_integer_images(dtype):
+    with pytest.raises(ValueError, match=f"x must be a floating-point tensor .* got dtype {dtype}"):
+        _checks.floating_tensor("x", torch.zeros(1, 3, 8, 8, dtype=dtype))
+
+
+# ----------------------------------------------------------------------------- model-level cases (other owners)
+
+@pytest.mark.parametrize("key, value", [("memory_efficient", "false"), ("memory_efficient", 0),
+                                        ("stem_norm", "False"), ("final_norm", None), ("memory_efficient", 1)])
+def test_boolean_options_refuse_non_bools(key, value):
+    with pytest.raises(ValueError, match=f"{key} must be True or False"):
+        models.model_config("densenet_cifar", **{key: value})
+
+
+def test_a_spec_key_given_twice_is_an_error():
+    with pytest.raises(ValueError, match="'growth_rate' is given twice"):
+        models.ModelSpec.parse("densenet_cifar:growth_rate=4,growth_rate=5")
+
+
+@PENDING_MODELS
+@pytest.mark.parametrize("batch", [0, -1, "64", 2.5, True])
+def test_costs_analyze_refuses_bad_batches(batch):
+    with pytest.raises(ValueError, match="batch must be a positive integer"):
+        costs.analyze("densenet_cifar", 32, batch=batch)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64])
+def test_models_refuse_integer_inputs(dtype):
+    model = models.create_model("densenet_cifar", block_config=(2, 2, 2), growth_rate=4)
+    with pytest.raises(ValueError, match="floating"):
+        model(torch.zeros(1, 3, 32, 32, dtype=dtype))
+
+
+@pytest.mark.parametrize("stages", [16, 20, 40])
+def test_min_input_size_of_many_stages_returns_at_once(stages):
+    from cspnet_lab.densenet import min_input_size
+    t0 = time.perf_counter()
+    config = models.model_config("densenet_cifar", block_config=(1,) * stages)
+    size = min_input_size(config)
+    assert time.perf_counter() - t0 < 1.0
+    assert size == 2 ** (stages - 1)               # densenet_cifar's stem keeps the size; each transition halves
+    with pytest.raises(ValueError, match="too small"):
+        costs.analyze(config, size - 1)
+
+
+# ----------------------------------------------------------------------------- the command line, table-driven
+
+def _finished_run(tmp_path, **kw):
+    out = tmp_path / "run"
+    tr.train(tr.TrainConfig(model=TINY, image_size=8, epochs=1, batch_size=32, schedule="none", out=str(out),
+                            progress=False, **kw))
+    return out
+
+
+def _planted_cifar(tmp_path):
+    folder = tmp_path / "cache" / data.CIFAR10_DIR
+    folder.mkdir(parents=True)
+    for name in data.CIFAR10_FILES:
+        (folder / name).write_bytes(pickle.dumps(_Evil(tmp_path / "pwned"), protocol=2))
+
+
+def _checkpoint(how):
+    def setup(tmp_path):
+        path = _finished_run(tmp_path) / "checkpoint.pt"
+        if how == "malicious":
+            torch.save({"model": _Evil(tmp_path / "pwned")}, path)
+        elif how == "truncated":
+            path.write_bytes(path.read_bytes()[:500])
+        elif how == "another model":
+            ckpt = torch.load(path, weights_only=True)
+            ckpt["model"] = models.create_model("densenet_cifar", block_config=(3,), in_channels=1).state_dict()
+            torch.save(ckpt, path)
+    return setup
+
+
+@contextlib.contextmanager
+def _locked(tmp_path):
+    out = _finished_run(tmp_path)
+    with _io.FolderLock(out, tr.LOCK_NAME, what="training run"):
+        yield
+
+
+def _result_file(kind):
+    def setup(tmp_path):
+        path = tmp_path / "result.json"
+        if kind == "directory":
+            path.mkdir()
+        elif kind == "non-utf8":
+            path.write_bytes(b'{"schema": "\xff\xfe"}')
+        elif kind == "deeply nested":
+            path.write_text("[" * 100_000 + "]" * 100_000)
+        elif kind == "missing":
+            pass
+    return setup
+
+
+TRAIN = ["train", "--model", TINY, "--image-size", "8", "--epochs", "1", "--batch-size", "32", "--no-progress"]
+RUN = ["--out", "{tmp}/run"]
+
+# (class, argv, setup, expected in the one-line message); {tmp} is the test's folder.
+CASES = [
+    # code execution: nothing a file or a spec holds is ever run
+    ("code", ["train", "--dataset", "cifar10", "--data-root", "{tmp}/cache", "--no-progress"], _planted_cifar,
+     "data_batch_1 is not the published CIFAR-10 file"),
+    ("code", [*TRAIN, "--schedule", "none", "--epochs", "2", *RUN, "--resume"], _checkpoint("malicious"),
+     "holds objects other than tensors and plain data, and was refused unloaded"),
+    ("code", ["summary", "densenet_cifar:growth_rate=__import__('os').system('touch {tmp}/pwned')"], None,
+     "growth_rate must be a positive integer"),
+    ("code", ["summary", "densenet_cifar:block_config=[i for i in ().__class__.__bases__]"], None, "block_config"),
+    # data loss: a run is never replaced unless asked, never shared
+    ("loss", [*TRAIN, *RUN], _finished_run, "already holds a training run (checkpoint.pt, history.json); pass "
+     "resume=True (--resume) to continue it or overwrite=True (--overwrite) to replace it"),
+    ("loss", [*TRAIN, *RUN, "--resume"], None, "checkpoint.pt does not exist, so there is nothing to resume"),
+    ("loss", [*TRAIN, *RUN, "--overwrite"], _locked, "is in use by another training run"),
+    ("loss", [*TRAIN, *RUN, "--resume", "--overwrite"], _finished_run, "contradict each other"),
+    ("loss", [*TRAIN, "--out", "{tmp}/file"], lambda t: (t / "file").write_text("x"), "is a file, not a folder"),
+    # silently wrong: refused instead
+    ("wrong", [*TRAIN, "--schedule", "none", *RUN, "--resume", "--lr", "0.05"], _finished_run,
+     "a resumed run keeps its settings, but this call changes lr from 0.1 to 0.05"),
+    ("wrong", [*TRAIN, "--schedule", "none", *RUN, "--resume", "--epochs", "3", "--batch-size", "16"],
+     _finished_run, "batch_size from 32 to 16"),
+    ("wrong", [*TRAIN[:-3], "--batch-size", "5000", "--no-progress"], None, "batch_size 5000 is larger than the "
+     "training set (96 items of digits)"),
+    ("wrong", ["summary", "densenet_cifar:memory_efficient='false'", "--input-size", "32"], None,
+     "memory_efficient must be True or False, got 'false'"),
+    ("wrong", ["summary", "densenet_cifar:memory_efficient=false", "--input-size", "32"], None,
+     "memory_efficient must be True or False"),
+    ("wrong", ["train", "--model", TINY + ",num_classes=5", "--no-progress"], None,
+     "sets num_classes=5 but dataset 'digits' has 10"),
+    ("wrong", ["train", "--model", TINY + ",in_channels=3", "--no-progress"], None, "sets in_channels=3"),
+    # hangs: a deep network's minimum input size is computed, not searched
+    ("hang", ["summary", "densenet_cifar:block_config=(" + ",".join(["1"] * 20) + ")", "--input-size", "32"], None,
+     "too small"),
+    ("hang", ["summary", "densenet_cifar:block_config=(" + ",".join(["1"] * 40) + ")", "--input-size", "224"], None,
+     "too small"),
+    # clear errors: checkpoints
+    ("clear", [*TRAIN, "--schedule", "none", "--epochs", "2", *RUN, "--resume"], _checkpoint("truncated"),
+     "checkpoint.pt is corrupt or truncated"),
+    ("clear", [*TRAIN, "--schedule", "none", "--epochs", "2", *RUN, "--resume"], _checkpoint("another model"),
+     "holds the weights of another model than"),
+    ("clear", [*TRAIN, "--schedule", "none", "--epochs", "2", *RUN, "--resume", "--model",
+               "densenet_cifar:block_config=(2,2),growth_rate=4"], _finished_run, "changes model from"),
+    # clear errors: devices, numbers, folders
+    ("clear", ["train", "--device", "gpu", "--no-progress"], None, "device must be one of 'cpu', 'cuda' or 'cuda:N'"),
+    ("clear", ["train", "--device", "cuda:7", "--no-progress"], None, "cuda:7"),
+    ("clear", ["train", "--device", "", "--no-progress"], None, "device must be one of"),
+    ("clear", ["train", "--dataset", "cifar10", "--data-root", "{tmp}/nope", "--no-progress"], None,
+     "cache folder {tmp}/nope does not exist"),
+    ("clear", ["train", "--lr", "nan"], None, "argument --lr: must be a finite number > 0, got 'nan'"),
+    ("clear", ["train", "--lr", "inf"], None, "argument --lr: must be a finite number > 0"),
+    ("clear", ["train", "--lr", "0"], None, "argument --lr: must be a finite number > 0"),
+    ("clear", ["train", "--epochs", "-1"], None, "argument --epochs: must be an integer >= 1, got '-1'"),
+    ("clear", ["train", "--seed", "-1"], None, "argument --seed: must be an integer >= 0"),
+    ("clear", ["train", "--momentum", "-0.5"], None, "argument --momentum: must be a finite number >= 0"),
+    ("clear", ["train", "--momentum", "1.5", "--no-progress"], None, "momentum must be a finite number in [0, 1)"),
+    ("clear", ["train", "--weight-decay", "nan"], None, "argument --weight-decay"),
+    ("clear", ["train", "--max-steps", "0"], None, "argument --max-steps: must be an integer >= 1"),
+    ("clear", ["train", "--batch-size", "1.5"], None, "argument --batch-size: must be an integer >= 1, got '1.5'"),
+    ("clear", ["train", "--dataset", "mnist"], None, "argument --dataset: invalid choice: 'mnist'"),
+    ("clear", ["train", "--model", "nosuch", "--no-progress"], None, "unknown model name 'nosuch'"),
+    ("clear", ["train", "--model", "densenet_cifar:growth_rate", "--no-progress"], None, "must be key=value"),
+    ("clear", ["bench", "--threads", "-1"], None, "argument --threads: must be an integer >= 1, got '-1'"),
+    ("clear", ["bench", "--threads", "0"], None, "argument --threads: must be an integer >= 1"),
+    ("clear", ["bench", "--min-run-time", "nan"], None, "argument --min-run-time: must be a finite number > 0"),
+    ("clear", ["bench", "--min-run-time", "-1"], None, "argument --min-run-time: must be a finite number > 0"),
+    ("clear", ["bench", "--repeats", "0"], None, "argument --repeats: must be an integer >= 1"),
+    ("clear", ["bench", "--warmup", "-1"], None, "argument --warmup: must be an integer >= 0"),
+    ("clear", ["bench", "--batch-sizes", "8", "0"], None, "argument --batch-sizes: must be an integer >= 1"),
+    ("clear", ["bench", "--device", "tpu"], None, "argument --device: invalid choice: 'tpu'"),
+    ("clear", ["summary", "densenet_cifar", "--input-size", "0"], None, "argument --input-size: must be an integer"),
+    ("clear", ["summary", "densenet_cifar", "--input-size", "3"], None, "too small"),
+    ("clear", ["summary", "densenet_cifar:growth_rate=4", "--growth-rate", "5"], None,
+     "growth_rate is given twice: 4 in the model spec 'densenet_cifar:growth_rate=4' and 5 as --growth-rate"),
+    ("clear", ["summary", "densenet_cifar:growth_rate=4,growth_rate=5"], None, "'growth_rate' is given twice"),
+    ("clear", ["summary", "densenet_cifar:colour=red"], None, "densenet_cifar does not take colour"),
+    ("clear", ["summary", "densenet_cifar", "--fusion", "middle"], None, "argument --fusion: invalid choice"),
+    ("clear", ["compare", "densenet_cifar", "nosuch"], None, "unknown model name 'nosuch'"),
+    ("clear", ["savings", "--fusions", "middle"], None, "argument --fusions: invalid choice"),
+    ("clear", ["savings", "--part-ratios", "nan"], None, "argument --part-ratios: must be a finite number > 0"),
+    ("clear", ["nosuch"], None, "argument command: invalid choice: 'nosuch'"),
+    ("clear", ["bench-report", "{tmp}/result.json"], _result_file("missing"), "result.json"),
+    ("clear", ["bench-report", "{tmp}/result.json"], _result_file("directory"), "result.json: is a folder"),
+    ("clear", ["bench-report", "{tmp}/result.json"], _result_file("non-utf8"), "result.json: not a UTF-8"),
+    ("clear", ["bench-report", "{tmp}/result.json"], _result_file("deeply nested"), "result.json: nested too deeply"),
+]
+
+
+def _ids():
+    seen = {}
+    for kind, argv, *_ in CASES:
+        key = f"{kind}-{argv[0]}"
+        seen[key] = seen.get(key, 0) + 1
+        yield f"{key}{seen[key]}"
+
+
+@pytest.mark.parametrize("kind, argv, setup, expected", CASES, ids=list(_ids()))
+def test_every_user_error_is_one_line_and_exit_code_2(tmp_path, capsys, kind, argv, setup, expected):
+    with contextlib.ExitStack() as stack:
+        if setup is not None:
+            made = setup(tmp_path)
+            if isinstance(made, contextlib.AbstractContextManager) and not isinstance(made, os.PathLike):
+                stack.enter_context(made)
+        capsys.readouterr()
+        rc = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert expected.replace("{tmp}", str(tmp_path)) in lines[0], lines[0]
+    assert not (tmp_path / "pwned").exists()                          # nothing was executed
+
+
+def test_summary_and_compare_accept_specs(capsys):
+    assert main(["summary", TINY, "--input-size", "32"]) == 0
+    out = capsys.readouterr().out
+    report = costs.analyze("densenet_cifar", 32, block_config=(2, 2, 2), growth_rate=4)
+    assert f"{report.params:,} parameters" in out
+
+
+def test_compare_accepts_specs(capsys):
+    spec = "cspdensenet_cifar:block_config=(2,2,2),growth_rate=4"
+    assert main(["compare", TINY, spec, "--input-size", "32"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    base = costs.analyze("densenet_cifar", 32, block_config=(2, 2, 2), growth_rate=4)
+    other = costs.analyze("cspdensenet_cifar", 32, block_config=(2, 2, 2), growth_rate=4)
+    assert f"{base.params:,}" in out and f"{other.params:,}" in out
+
+
+def test_help_and_success_exit_0(capsys):
+    assert main(["train", "--help"]) == 0
+    assert "--overwrite" in capsys.readouterr().out
+    assert main(["list"]) == 0
