@@ -8,10 +8,14 @@
 "Multiply-adds" (MACs) here means those of convolutions and linear layers, bias excluded: one
 multiply-add per weight per output position, fvcore's convention for these ops. FLOP counters differ by
 design (see :func:`counter_table`).
+
+Notation of the CSPNet paper's CIO paragraph (section 3.1): c = a dense block's base channels,
+d = growth rate, m = number of dense layers (DenseNet's paper calls the growth rate k).
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -19,14 +23,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .csp import CSPDenseNetConfig
+from .csp import WIDTHS
 from .densenet import DenseNetConfig, StagePlan, feature_sizes
+from .tables import format_table, markdown_table  # noqa: F401  (re-exported: the CLI prints with them)
 
 BYTES_PER_ELEMENT = 4  # float32
 
 
 def count_params(model: nn.Module) -> int:
-    """Number of trainable parameters (buffers such as BN running statistics excluded)."""
+    """Number of parameters, trainable or not (buffers such as BN running statistics excluded)."""
     return sum(p.numel() for p in model.parameters())
 
 
@@ -37,22 +42,46 @@ def _pair(size) -> tuple[int, int]:
     return int(h), int(w)
 
 
+# --------------------------------------------------------------------------- the paper's CIO
+
+def cio_dense_block(c: int, d: int, m: int) -> float:
+    """CSPNet paper, section 3.1: CIO of a dense block, (c x m) + ((m^2 + m) x d) / 2.
+
+    c: base channels, d: growth rate, m: number of dense layers. It is the sum over the m layers of
+    input plus output channels (layer l reads c + (l - 1) d and writes d), per pixel: HarDNet's CIO
+    with each dense layer taken as one convolution.
+    """
+    return (c * m) + ((m ** 2 + m) * d) / 2
+
+
+def cio_partial_dense_block(c: int, d: int, m: int) -> float:
+    """CSPNet paper, section 3.1: CIO of a partial dense block, ((c x m) + (m^2 + m) x d) / 2.
+
+    Equal to ``cio_dense_block(c / 2, d, m)``: only the base-channel term halves, so the saving tends
+    to one half as c grows against m and d ("at most half of the memory traffic").
+    """
+    return ((c * m) + (m ** 2 + m) * d) / 2
+
+
+def cio_with_bottleneck(c: int, d: int, m: int, bn_size: int = 4) -> int:
+    """The exact per-pixel channel count of a DenseNet-BC block's convolutions, inputs plus outputs.
+
+    Each layer is two convs: 1x1 (reads c + (l - 1) d, writes bn_size d) and 3x3 (reads bn_size d,
+    writes d). Times H x W x batch x 4 bytes it is the block's measured conv input+output bytes.
+    """
+    return c * m + d * m * (m - 1) // 2 + m * d * (2 * bn_size + 1)
+
+
 # --------------------------------------------------------------------------- analytic, from the config
-
-def stage_of(name: str) -> str:
-    """The part of the network a module belongs to, from its name: "stem", "stageN" or "head"
-    ("features.denseblock2.denselayer1.conv1" and "features.stage2.dense..." are both "stage2")."""
-    parts = name.split(".")
-    if parts[0] == "classifier" or parts[1] == "norm5":
-        return "head"
-    if parts[1].startswith(("conv0", "norm0", "relu0", "pool0")):
-        return "stem"
-    return "stage" + "".join(ch for ch in parts[1] if ch.isdigit())
-
 
 @dataclass(frozen=True)
 class LayerCost:
-    """One layer with parameters: its name in the model, kind, channels, output size and costs."""
+    """One layer with parameters: its name in the model, where it sits, channels, output size, costs.
+
+    ``stage`` is "stem", "stageN" or "head"; ``part`` is "stem", "dense" (a dense layer's conv or BN),
+    "dense_transition", "transition" or "head"; ``layer`` is the dense layer's number in its block
+    (1-based; 0 elsewhere). All three are set where the row is made, from the plan.
+    """
 
     name: str
     kind: str               # "conv", "bn" or "linear"
@@ -62,10 +91,11 @@ class LayerCost:
     params: int
     macs: int               # multiply-adds of convs and linears (0 for BN)
     io_bytes: int = 0       # convs: bytes of input + output feature maps (the measured memory traffic)
+    stage: str = "stem"
+    part: str = "stem"
+    layer: int = 0
+    kernel: int = 0         # convs: kernel size (1 or 3 in a dense layer, 7 or 3 in the stem)
 
-    @property
-    def stage(self) -> str:
-        return stage_of(self.name)
 
 @dataclass
 class CostReport:
@@ -101,28 +131,31 @@ class CostReport:
         return out
 
     def cio(self) -> dict[str, float]:
-        """The paper's CIO formula for each stage's (partial) dense block, in channel units."""
-        out = {}
+        """Each stage's dense-block CIO at the split the model really makes (channel units).
+
+        The paper's dense-block formula with c = the channels that enter the dense block (x0''):
+        for DenseNet the paper's dense formula, for a half split its partial formula, and the same
+        count for any other ``part_ratio``.
+        """
+        return {f"stage{p.index}": cio_dense_block(p.dense_channels, p.growth_rate, p.num_layers)
+                for p in self.stages}
+
+    def cio_table(self) -> list[dict]:
+        """Per stage: the paper's two formulas at the stage's c, the count at the real split, the exact
+        count with the bottleneck convs (channels per pixel) and the block's conv input+output bytes."""
+        rows = []
         for p in self.stages:
-            if p.skip_channels == 0 and p.fusion is None:
-                out[f"stage{p.index}"] = cio_dense_block(p.in_channels, p.growth_rate, p.num_layers)
-            else:
-                out[f"stage{p.index}"] = cio_partial_dense_block(p.in_channels, p.growth_rate, p.num_layers)
-        return out
-
-
-def cio_dense_block(c: int, m: int, d: int) -> float:
-    """CSPNet paper, section 3.1: memory traffic of a dense block, (c x m) + ((m^2 + m) x d) / 2.
-
-    c: base feature map channels, m: growth rate, d: number of dense layers. The paper's formula, as
-    printed; it counts channels, not bytes, and the paper uses it only to compare the two blocks.
-    """
-    return (c * m) + ((m ** 2 + m) * d) / 2
-
-
-def cio_partial_dense_block(c: int, m: int, d: int) -> float:
-    """CSPNet paper, section 3.1: memory traffic of a partial dense block, ((c x m) + (m^2 + m) x d) / 2."""
-    return ((c * m) + (m ** 2 + m) * d) / 2
+            block = [r for r in self.layers if r.stage == f"stage{p.index}" and r.part == "dense"]
+            rows.append(dict(stage=p.index, c=p.in_channels, c_dense=p.dense_channels, d=p.growth_rate,
+                             m=p.num_layers,
+                             paper_dense=cio_dense_block(p.in_channels, p.growth_rate, p.num_layers),
+                             paper_partial=cio_partial_dense_block(p.in_channels, p.growth_rate,
+                                                                   p.num_layers),
+                             at_split=cio_dense_block(p.dense_channels, p.growth_rate, p.num_layers),
+                             with_bottleneck=cio_with_bottleneck(p.dense_channels, p.growth_rate,
+                                                                 p.num_layers, p.bn_size),
+                             io_bytes=sum(r.io_bytes for r in block)))
+        return rows
 
 
 class _Rows:
@@ -131,70 +164,123 @@ class _Rows:
     def __init__(self, batch: int) -> None:
         self.batch, self.rows = batch, []
 
-    def conv(self, name, cin, cout, k, hw_in, hw_out):
+    def conv(self, name, cin, cout, k, hw_in, hw_out, **where):
         h, w = hw_out
         macs = self.batch * h * w * cin * cout * k * k
         io = self.batch * BYTES_PER_ELEMENT * (cin * hw_in[0] * hw_in[1] + cout * h * w)
-        self.rows.append(LayerCost(name, "conv", cin, cout, hw_out, cin * cout * k * k, macs, io))
+        self.rows.append(LayerCost(name, "conv", cin, cout, hw_out, cin * cout * k * k, macs, io,
+                                   kernel=k, **where))
 
-    def bn(self, name, c, hw):
-        self.rows.append(LayerCost(name, "bn", c, c, hw, 2 * c, 0))
+    def bn(self, name, c, hw, **where):
+        self.rows.append(LayerCost(name, "bn", c, c, hw, 2 * c, 0, **where))
 
-    def transition(self, prefix, cin, cout, hw):
-        self.bn(f"{prefix}.norm", cin, hw)
-        self.conv(f"{prefix}.conv", cin, cout, 1, hw, hw)
+    def transition(self, prefix, cin, cout, hw, **where):
+        """BN at the input's resolution, then the 1x1 conv at ``hw`` (pooled first or not)."""
+        bn_hw, conv_hw = hw
+        self.bn(f"{prefix}.norm", cin, bn_hw, **where)
+        self.conv(f"{prefix}.conv", cin, cout, 1, conv_hw, conv_hw, **where)
+
+
+def _load_config(config_or_name, overrides) -> DenseNetConfig:
+    if isinstance(config_or_name, str):
+        from .models import model_config
+        return model_config(config_or_name, **overrides)
+    return config_or_name
 
 
 def analyze(config_or_name, input_size=224, batch: int = 1, **overrides) -> CostReport:
     """Parameters and multiply-adds of every layer, from the config alone (no model is built).
 
     ``config_or_name``: a DenseNetConfig / CSPDenseNetConfig, or a preset name (with ``overrides``).
-    Raises ValueError for an input too small for the network's downsampling.
+    Raises ValueError for an input too small for the network's downsampling. With ``pool_first`` a
+    transition's 1x1 conv runs at the pooled resolution; where it pools is read off ``StagePlan.pool``.
     """
     start = time.perf_counter()
-    if isinstance(config_or_name, str):
-        from .models import model_config
-        config = model_config(config_or_name, **overrides)
-    else:
-        config = config_or_name
+    config = _load_config(config_or_name, overrides)
     h, w = _pair(input_size)
-    hs, ws = feature_sizes(config, h), feature_sizes(config, w)
-    if min(hs + ws) < 1:
-        from .densenet import min_input_size
-        raise ValueError(f"input_size {h}x{w} is too small for this network's downsampling: height and width "
-                         f"must be >= {min_input_size(config)}")
-    csp = isinstance(config, CSPDenseNetConfig)
+    hs, ws = feature_sizes(config, h), feature_sizes(config, w)  # ValueError for a too small input
+    plans = config.stages()
+    csp = any(p.fusion for p in plans)
     rows, c0 = _Rows(batch), config.num_init_features
     stem_hw = (hs[0], ws[0])
     conv0_hw = stem_hw if config.stem == "cifar" else ((h - 1) // 2 + 1, (w - 1) // 2 + 1)
-    rows.conv("features.conv0", config.in_channels, c0, 7 if config.stem == "imagenet" else 3, (h, w), conv0_hw)
+    rows.conv("features.conv0", config.in_channels, c0, 7 if config.stem == "imagenet" else 3, (h, w),
+              conv0_hw)
     if config.stem_norm:
         rows.bn("features.norm0", c0, conv0_hw)
-    plans = config.stages()
+    pool_first = getattr(config, "pool_first", False)
     for plan, hh, ww in zip(plans, hs, ws):
-        hw, i = (hh, ww), plan.index
+        hw, i, stage = (hh, ww), plan.index, f"stage{plan.index}"
+        pooled = (hh // 2, ww // 2)
         block = f"features.stage{i}.dense" if csp else f"features.denseblock{i}"
         inter = plan.bn_size * plan.growth_rate
-        for j in range(plan.num_layers):
-            cin = plan.dense_channels + j * plan.growth_rate
-            layer = f"{block}.denselayer{j + 1}"
-            rows.bn(f"{layer}.norm1", cin, hw)
-            rows.conv(f"{layer}.conv1", cin, inter, 1, hw, hw)
-            rows.bn(f"{layer}.norm2", inter, hw)
-            rows.conv(f"{layer}.conv2", inter, plan.growth_rate, 3, hw, hw)
-        if plan.partial_transition_channels:
-            rows.transition(f"features.stage{i}.partial_transition", plan.dense_out_channels,
-                            plan.partial_transition_channels, hw)
+        for j in range(1, plan.num_layers + 1):
+            cin = plan.dense_channels + (j - 1) * plan.growth_rate
+            layer, where = f"{block}.denselayer{j}", dict(stage=stage, part="dense", layer=j)
+            rows.bn(f"{layer}.norm1", cin, hw, **where)
+            rows.conv(f"{layer}.conv1", cin, inter, 1, hw, hw, **where)
+            rows.bn(f"{layer}.norm2", inter, hw, **where)
+            rows.conv(f"{layer}.conv2", inter, plan.growth_rate, 3, hw, hw, **where)
+        if plan.dense_transition_channels:
+            conv_hw = pooled if pool_first and plan.pool == "paths" else hw
+            rows.transition(f"features.stage{i}.dense_transition", plan.dense_out_channels,
+                            plan.dense_transition_channels, (hw, conv_hw),
+                            stage=stage, part="dense_transition")
         if plan.transition_channels:
             name = f"features.stage{i}.transition" if csp else f"features.transition{i}"
-            rows.transition(name, plan.concat_channels, plan.transition_channels, hw)
+            conv_hw = pooled if pool_first and plan.pool == "transition" else hw
+            rows.transition(name, plan.concat_channels, plan.transition_channels, (hw, conv_hw),
+                            stage=stage, part="transition")
     c_out = plans[-1].out_channels
+    head = dict(stage="head", part="head")
     if config.final_norm:
-        rows.bn("features.norm5", c_out, (hs[-1], ws[-1]))
+        rows.bn("features.norm5", c_out, (hs[-1], ws[-1]), **head)
     rows.rows.append(LayerCost("classifier", "linear", c_out, config.num_classes, (1, 1),
                                c_out * config.num_classes + config.num_classes,
-                               batch * c_out * config.num_classes))
+                               batch * c_out * config.num_classes, **head))
     return CostReport(config, (h, w), batch, rows.rows, plans, time.perf_counter() - start)
+
+
+MAC_TERMS = ("stem", "base reads", "growth reads", "3x3 convs", "dense transitions", "transitions",
+             "classifier")
+
+
+def macs_terms(report: CostReport) -> dict[str, int]:
+    """The multiply-adds split into the terms a split can and cannot touch.
+
+    A dense layer's 1x1 conv reads the block's base channels c'' and the growth channels of the layers
+    before it: "base reads" is the part of its multiply-adds that comes from c'', "growth reads" the
+    rest. A half split halves only the base reads; the growth reads and the 3x3 convs stay as they are.
+    """
+    out = dict.fromkeys(MAC_TERMS, 0)
+    plans = {f"stage{p.index}": p for p in report.stages}
+    for r in report.layers:
+        if r.kind == "bn":
+            continue
+        if r.part == "dense" and r.kernel == 1:
+            base = r.macs * plans[r.stage].dense_channels // r.in_channels
+            out["base reads"] += base
+            out["growth reads"] += r.macs - base
+        elif r.part == "dense":
+            out["3x3 convs"] += r.macs
+        else:
+            out[{"stem": "stem", "dense_transition": "dense transitions", "transition": "transitions",
+                 "head": "classifier"}[r.part]] += r.macs
+    return out
+
+
+def layer_balance(report: CostReport, top: int = 3) -> dict:
+    """How evenly the multiply-adds spread over the conv layers (the paper's "balance computation").
+
+    ``peak``: the largest conv's multiply-adds, ``peak_layer``/``peak_part``: which one; ``cv``: the
+    standard deviation over the mean; ``max_over_mean``; ``top``: the ``top`` largest (name, MACs).
+    """
+    convs = sorted((r for r in report.layers if r.kind == "conv"), key=lambda r: -r.macs)
+    macs = [r.macs for r in convs]
+    mean = statistics.fmean(macs)
+    return dict(peak=convs[0].macs, peak_layer=convs[0].name, peak_part=convs[0].part,
+                mean=mean, cv=statistics.pstdev(macs) / mean, max_over_mean=convs[0].macs / mean,
+                count=len(convs), top=[(r.name, r.macs) for r in convs[:top]])
 
 
 # --------------------------------------------------------------------------- measured, on a real model
@@ -210,14 +296,18 @@ class TracedLayer:
     io_bytes: int
 
 
+def _input(model: nn.Module, input_size, batch: int) -> torch.Tensor:
+    h, w = _pair(input_size)
+    in_channels = getattr(getattr(model, "config", None), "in_channels", 3)
+    return torch.zeros(batch, in_channels, h, w)
+
+
 def trace(model: nn.Module, input_size=224, batch: int = 1) -> list[TracedLayer]:
     """Run ``model`` once (eval mode, no grad) and record every leaf module's shapes and costs.
 
     MACs are read off the real tensors: conv = output elements x in_channels/groups x kernel area,
     linear = batch x in x out. ``io_bytes`` of a conv = bytes of its input plus its output.
     """
-    h, w = _pair(input_size)
-    in_channels = getattr(getattr(model, "config", None), "in_channels", 3)
     rows: list[TracedLayer] = []
 
     def hook(module, inputs, output, name):
@@ -239,7 +329,7 @@ def trace(model: nn.Module, input_size=224, batch: int = 1) -> list[TracedLayer]
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(batch, in_channels, h, w))
+            model(_input(model, input_size, batch))
     finally:
         model.train(was_training)
         for handle in handles:
@@ -247,22 +337,25 @@ def trace(model: nn.Module, input_size=224, batch: int = 1) -> list[TracedLayer]
     return rows
 
 
-def fvcore_macs(model: nn.Module, input_size=224, batch: int = 1) -> dict[str, int]:
-    """fvcore's conv + linear counts per module (name -> multiply-adds), leaf modules only."""
+def fvcore_analysis(model: nn.Module, x: torch.Tensor):
+    """fvcore's FlopCountAnalysis of ``model`` on ``x``, with its warnings off: the one place the
+    package calls fvcore. fvcore counts multiply-adds, batch norm included (2 per element in eval)."""
     from fvcore.nn import FlopCountAnalysis
 
-    h, w = _pair(input_size)
-    in_channels = getattr(getattr(model, "config", None), "in_channels", 3)
-    model = model.eval()
-    analysis = FlopCountAnalysis(model, torch.zeros(batch, in_channels, h, w))
+    analysis = FlopCountAnalysis(model, x)
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
-    counts = analysis.by_module_and_operator()
-    out = {}
-    for name, module in model.named_modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            ops = counts.get(name, {})
-            out[name] = sum(v for k, v in ops.items() if k in ("conv", "linear", "addmm", "matmul"))
-    return out
+    return analysis
+
+
+_FVCORE_CONV_LINEAR = ("conv", "linear", "addmm", "matmul")
+
+
+def fvcore_macs(model: nn.Module, input_size=224, batch: int = 1) -> dict[str, int]:
+    """fvcore's conv + linear counts per module (name -> multiply-adds), leaf modules only."""
+    model = model.eval()
+    counts = fvcore_analysis(model, _input(model, input_size, batch)).by_module_and_operator()
+    return {name: sum(v for k, v in counts.get(name, {}).items() if k in _FVCORE_CONV_LINEAR)
+            for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear))}
 
 
 def counter_table(model: nn.Module, input_size=224) -> list[dict]:
@@ -271,20 +364,15 @@ def counter_table(model: nn.Module, input_size=224) -> list[dict]:
     ``as_conv_linear_macs`` converts each tool's number to conv + linear multiply-adds (bias excluded),
     our convention, using only what that tool itself reports. The tests hold all of them equal.
     """
-    from fvcore.nn import FlopCountAnalysis
     from torch.utils.flop_counter import FlopCounterMode
     import torchinfo
 
-    h, w = _pair(input_size)
-    in_channels = getattr(getattr(model, "config", None), "in_channels", 3)
     model = model.eval()
-    x = torch.zeros(1, in_channels, h, w)
+    x = _input(model, input_size, 1)
 
-    fv = FlopCountAnalysis(model, x)
-    fv.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
-    fv_ops = fv.by_operator()
+    fv = fvcore_analysis(model, x)
     fv_total = fv.total()
-    fv_convlin = sum(v for k, v in fv_ops.items() if k in ("conv", "linear", "addmm", "matmul"))
+    fv_convlin = sum(v for k, v in fv.by_operator().items() if k in _FVCORE_CONV_LINEAR)
 
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
@@ -297,11 +385,12 @@ def counter_table(model: nn.Module, input_size=224) -> list[dict]:
     ti_total = stats.total_mult_adds
     # torchinfo adds, per BN layer, its parameter count (2c); per Linear, its bias; per conv, its bias
     # (none here). Those are read off the model, so the conversion uses no other tool's number.
-    ti_extra = sum(m.weight.numel() + m.bias.numel() for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    ti_extra = sum(m.weight.numel() + m.bias.numel() for m in model.modules()
+                   if isinstance(m, nn.BatchNorm2d))
     ti_extra += sum(m.bias.numel() for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))
                     and m.bias is not None)
 
-    ours = analyze(model.config, (h, w)).macs if hasattr(model, "config") else None
+    ours = analyze(model.config, tuple(x.shape[-2:])).macs if hasattr(model, "config") else None
     return [
         dict(tool="cspnet_lab.costs.analyze", count=ours, as_conv_linear_macs=ours,
              convention="multiply-adds of convs and linears, bias excluded, from the config"),
@@ -315,12 +404,35 @@ def counter_table(model: nn.Module, input_size=224) -> list[dict]:
     ]
 
 
+def module_stages(model: nn.Module) -> dict[int, str]:
+    """id(module) -> "stem", "stageN" or "head", asked of the model (``stage_parts()``), not its names.
+
+    Every module of a stage's parts is that stage's; the features before the first stage are the stem,
+    those after the last (norm5) and the classifier are the head.
+    """
+    out: dict[int, str] = {}
+    for parts in model.stage_parts():
+        for part in (parts.block, parts.dense_transition, parts.transition, parts.skip_pool):
+            if part is not None:
+                out.update((id(m), f"stage{parts.plan.index}") for m in part.modules())
+    seen_stage = False
+    for child in model.features.children():
+        if any(id(m) in out for m in child.modules()):   # a stage, or the container of one
+            seen_stage = True
+            continue
+        out.update((id(m), "head" if seen_stage else "stem") for m in child.modules())
+    out.update((id(m), "head") for m in model.classifier.modules())
+    return out
+
+
 def measure_conv_io_bytes(model: nn.Module, input_size=224, batch: int = 1) -> dict[str, int]:
-    """Bytes of every conv's input and output on one forward pass, per stage (the measured memory traffic)."""
+    """Bytes of every conv's input and output on one forward pass, per stage (the measured traffic)."""
+    stages = module_stages(model)
+    modules = dict(model.named_modules())
     out: dict[str, int] = {}
     for row in trace(model, input_size, batch):
         if row.type == "Conv2d":
-            stage = stage_of(row.name)
+            stage = stages[id(modules[row.name])]
             out[stage] = out.get(stage, 0) + row.io_bytes
     return out
 
@@ -331,59 +443,58 @@ def _pct(new: float, old: float) -> float:
     return 100.0 * (new - old) / old
 
 
+def _analyze_taking(model, input_size, overrides: dict) -> CostReport:
+    """analyze() of a config, preset name or ``name:key=value`` spec, with the ``overrides`` its config
+    takes (``fusion`` only reaches CSP presets)."""
+    from dataclasses import replace
+
+    from .models import ModelSpec, model_config
+
+    if isinstance(model, DenseNetConfig):
+        taken = {k: v for k, v in overrides.items() if k in type(model).__dataclass_fields__}
+        return analyze(replace(model, **taken), input_size)
+    spec = ModelSpec.parse(model)
+    fields = type(model_config(spec.name)).__dataclass_fields__
+    taken = {k: v for k, v in overrides.items() if k in fields}
+    return analyze(model_config(spec.name, **{**dict(spec.overrides), **taken}), input_size)
+
+
 def compare(base: str, other: str, input_size=224, **overrides) -> list[dict]:
-    """Params, multiply-adds and memory traffic of two presets and the change in percent.
+    """Params, multiply-adds and memory traffic of two models and the change in percent.
 
-    ``overrides`` apply to every model that takes them (e.g. ``fusion`` and ``part_ratio`` only reach
-    CSPDenseNet presets).
+    ``base``/``other``: configs, preset names or ``name:key=value`` specs. ``overrides`` apply to
+    every model that takes them (``fusion``, ``part_ratio`` and ``widths`` only reach CSP presets).
     """
-    from .models import _CONFIGS, _preset
-
-    reports = []
-    for name in (base, other):
-        cls, _ = _preset(name)
-        fields = _CONFIGS[cls].__dataclass_fields__
-        reports.append(analyze(name, input_size, **{k: v for k, v in overrides.items() if k in fields}))
-    a, b = reports
-    cio_a, cio_b = sum(a.cio().values()), sum(b.cio().values())
+    a, b = (_analyze_taking(name, input_size, overrides) for name in (base, other))
     rows = [
         ("parameters", a.params, b.params),
         ("multiply-adds", a.macs, b.macs),
         ("conv input+output bytes", a.conv_io_bytes, b.conv_io_bytes),
-        ("CIO (paper's formula)", cio_a, cio_b),
+        ("CIO at the real split (channels)", sum(a.cio().values()), sum(b.cio().values())),
     ]
     return [dict(metric=m, base=x, other=y, change_pct=_pct(y, x)) for m, x, y in rows]
 
 
 def savings_table(depths=(121, 169, 201), part_ratios=(0.25, 0.5, 0.75), fusions=("csp", "first", "last"),
-                  input_size=224) -> list[dict]:
-    """Every CSP variant's change in params, multiply-adds and conv memory traffic against its DenseNet."""
+                  input_size=224, widths=WIDTHS) -> list[dict]:
+    """Every CSP variant's change in params, multiply-adds and conv memory traffic against its DenseNet,
+    in each stage-width form: "narrow" (the dense transition compresses) and "matched" (stage outputs
+    as wide as DenseNet's, so only the split differs)."""
     rows = []
     for depth in depths:
         base = analyze(f"densenet{depth}", input_size)
         for fusion in fusions:
             for ratio in part_ratios:
-                r = analyze(f"cspdensenet{depth}", input_size, fusion=fusion, part_ratio=ratio)
-                rows.append(dict(depth=depth, fusion=fusion, part_ratio=ratio,
-                                 params=r.params, macs=r.macs,
-                                 params_change_pct=_pct(r.params, base.params),
-                                 macs_change_pct=_pct(r.macs, base.macs),
-                                 io_change_pct=_pct(r.conv_io_bytes, base.conv_io_bytes),
-                                 base_params=base.params, base_macs=base.macs))
+                for form in widths:
+                    r = analyze(f"cspdensenet{depth}", input_size, fusion=fusion, part_ratio=ratio,
+                                widths=form)
+                    rows.append(dict(depth=depth, fusion=fusion, part_ratio=ratio, widths=form,
+                                     params=r.params, macs=r.macs,
+                                     params_change_pct=_pct(r.params, base.params),
+                                     macs_change_pct=_pct(r.macs, base.macs),
+                                     io_change_pct=_pct(r.conv_io_bytes, base.conv_io_bytes),
+                                     base_params=base.params, base_macs=base.macs))
     return rows
-
-
-def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """Plain-text table: columns are (key, header, format spec)."""
-    cells = [[h for _, h, _ in columns]]
-    for row in rows:
-        cells.append([("-" if row.get(k) is None else format(row[k], f)) for k, _, f in columns])
-    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    lines = ["  ".join(c.rjust(wd) for c, wd in zip(r, widths)) for r in cells]
-    lines.insert(1, "  ".join("-" * wd for wd in widths))
-    return "\n".join(lines)
-
-
 
 
 def saved_tensor_bytes(model: nn.Module, x: torch.Tensor) -> int:
@@ -405,12 +516,3 @@ def saved_tensor_bytes(model: nn.Module, x: torch.Tensor) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model(x)
     return sum(seen.values())
-
-
-def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """The same table as :func:`format_table`, in Markdown (the chapters display it rendered)."""
-    head = "| " + " | ".join(h for _, h, _ in columns) + " |"
-    rule = "|" + "|".join("---:" if f else ":---" for _, _, f in columns) + "|"
-    body = ["| " + " | ".join("-" if row.get(k) is None else format(row[k], f) for k, _, f in columns) + " |"
-            for row in rows]
-    return "\n".join([head, rule, *body])

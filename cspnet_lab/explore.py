@@ -199,7 +199,7 @@ def growth_draw(r: dict):
 def growth_numbers(r: dict) -> list[tuple[str, str]]:
     return [("parameters", _fmt(r["params"])), ("multiply-adds (224x224)", _fmt(r["macs"])),
             ("dense block outputs (c0 + L k)", ", ".join(map(str, r["block_out"]))),
-            ("CIO per block (paper's formula)", ", ".join(_fmt(v) for v in r["cio"].values())),
+            ("CIO per block, c m + (m\u00b2 + m) d / 2", ", ".join(_fmt(v) for v in r["cio"].values())),
             ("conv input+output bytes", _fmt(r["io_bytes"]))]
 
 
@@ -213,30 +213,42 @@ growth_explorer = Explorer(
 # --- chapter 3: the cross-stage split ----------------------------------------------------------
 
 def split_compute(part_ratio: float = 0.5, growth_rate: int = 32, stage: int = 2) -> dict:
-    cfg = model_config("cspdensenet121", part_ratio=float(part_ratio), growth_rate=int(growth_rate))
-    base = costs.analyze("densenet121", 224, growth_rate=int(growth_rate))
+    """One stage's plan and the network's savings in both width forms ("narrow": the dense transition
+    compresses; "matched": stage outputs as wide as DenseNet's, so only the split differs)."""
+    k = int(growth_rate)
+    cfg = model_config("cspdensenet121", part_ratio=float(part_ratio), growth_rate=k)
+    base = costs.analyze("densenet121", 224, growth_rate=k)
     report = costs.analyze(cfg, 224)
+    matched = costs.analyze("cspdensenet121", 224, part_ratio=float(part_ratio), growth_rate=k,
+                            widths="matched")
     plan = cfg.stages()[int(stage) - 1]
-    return dict(part_ratio=float(part_ratio), growth_rate=int(growth_rate), stage=int(stage), plan=plan,
+    return dict(part_ratio=float(part_ratio), growth_rate=k, stage=int(stage), plan=plan,
                 params=report.params, macs=report.macs, base_params=base.params, base_macs=base.macs,
+                matched_params=matched.params, matched_macs=matched.macs,
+                matched_out=matched.stages[int(stage) - 1].out_channels,
                 skip=plan.skip_channels, dense=plan.dense_channels, block_out=plan.dense_out_channels,
-                partial_transition=plan.partial_transition_channels, out=plan.out_channels)
+                dense_transition=plan.dense_transition_channels, out=plan.out_channels)
 
 
 def split_draw(r: dict):
     fig, ax = plt.subplots(figsize=(9, 3.4))
     plots.stage_diagram(r["plan"], ax, scale=900,
-                        title=f"CSPDenseNet-121 stage {r['stage']}: part_ratio={r['part_ratio']}, k={r['growth_rate']}")
+                        title=f"CSPDenseNet-121 stage {r['stage']}: part_ratio={r['part_ratio']}, "
+                              f"k={r['growth_rate']} (narrow widths)")
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.9)
     return fig
 
 
 def split_numbers(r: dict) -> list[tuple[str, str]]:
+    vs = lambda a, b: f"{_fmt(a)} ({_pct(a, b)})"  # noqa: E731
     return [("skip x0' / dense x0''", f"{r['skip']} / {r['dense']}"),
             ("dense block output", str(r["block_out"])),
-            ("partial transition", str(r["partial_transition"])), ("stage output", str(r["out"])),
-            ("parameters (vs DenseNet-121, same k)", f"{_fmt(r['params'])} ({_pct(r['params'], r['base_params'])})"),
-            ("multiply-adds (vs DenseNet-121, same k)", f"{_fmt(r['macs'])} ({_pct(r['macs'], r['base_macs'])})")]
+            ("dense transition", str(r["dense_transition"])),
+            ("stage output: narrow / matched", f"{r['out']} / {r['matched_out']}"),
+            ("parameters, narrow (vs DenseNet-121, same k)", vs(r["params"], r["base_params"])),
+            ("parameters, width-matched", vs(r["matched_params"], r["base_params"])),
+            ("multiply-adds, narrow", vs(r["macs"], r["base_macs"])),
+            ("multiply-adds, width-matched", vs(r["matched_macs"], r["base_macs"]))]
 
 
 split_explorer = Explorer(
@@ -253,8 +265,11 @@ def fusion_compute(fusion: str = "csp", part_ratio: float = 0.5, depth: str = "1
     base = costs.analyze(f"densenet{depth}", 224)
     cfg = model_config(f"cspdensenet{depth}", fusion=fusion, part_ratio=float(part_ratio))
     report = costs.analyze(cfg, 224)
+    matched = costs.analyze(f"cspdensenet{depth}", 224, fusion=fusion, part_ratio=float(part_ratio),
+                            widths="matched")
     return dict(fusion=fusion, part_ratio=float(part_ratio), depth=str(depth), base=base, report=report,
-                plan=cfg.stages()[1], params=report.params, macs=report.macs, io=report.conv_io_bytes,
+                matched=matched, plan=cfg.stages()[1], params=report.params, macs=report.macs,
+                io=report.conv_io_bytes, matched_params=matched.params, matched_macs=matched.macs,
                 base_params=base.params, base_macs=base.macs, base_io=base.conv_io_bytes)
 
 
@@ -263,13 +278,13 @@ def fusion_draw(r: dict):
     plots.stage_diagram(r["plan"], axes[0], scale=700,
                         title=f"stage 2, fusion {r['fusion']!r}, part_ratio={r['part_ratio']}")
     stages = list(r["base"].by_stage())
-    b, o = r["base"].by_stage(), r["report"].by_stage()
-    xs = range(len(stages))
-    axes[1].bar([x - 0.2 for x in xs], [b[s]["macs"] / 1e6 for s in stages], 0.4, label=f"DenseNet-{r['depth']}",
-                color=plots.STAGE_COLORS[0])
-    axes[1].bar([x + 0.2 for x in xs], [o[s]["macs"] / 1e6 for s in stages], 0.4, label=f"fusion {r['fusion']}",
-                color=plots.STAGE_COLORS[1])
-    axes[1].set_xticks(list(xs), stages, fontsize=8)
+    series = [(f"DenseNet-{r['depth']}", r["base"]), (f"{r['fusion']}, narrow", r["report"]),
+              (f"{r['fusion']}, matched", r["matched"])]
+    for i, (label, rep) in enumerate(series):
+        by = rep.by_stage()
+        axes[1].bar([x + (i - 1) * 0.27 for x in range(len(stages))],
+                    [by[s]["macs"] / 1e6 for s in stages], 0.27, label=label, color=plots.STAGE_COLORS[i])
+    axes[1].set_xticks(list(range(len(stages))), stages, fontsize=8)
     axes[1].set_ylabel("multiply-adds (millions)")
     axes[1].legend(frameon=False, fontsize=8)
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.12, top=0.9, wspace=0.15)
@@ -277,9 +292,12 @@ def fusion_draw(r: dict):
 
 
 def fusion_numbers(r: dict) -> list[tuple[str, str]]:
-    return [("parameters", f"{_fmt(r['params'])} ({_pct(r['params'], r['base_params'])})"),
-            ("multiply-adds", f"{_fmt(r['macs'])} ({_pct(r['macs'], r['base_macs'])})"),
-            ("conv input+output bytes", f"{_fmt(r['io'])} ({_pct(r['io'], r['base_io'])})")]
+    vs = lambda a, b: f"{_fmt(a)} ({_pct(a, b)})"  # noqa: E731
+    return [("parameters, narrow", vs(r["params"], r["base_params"])),
+            ("parameters, width-matched", vs(r["matched_params"], r["base_params"])),
+            ("multiply-adds, narrow", vs(r["macs"], r["base_macs"])),
+            ("multiply-adds, width-matched", vs(r["matched_macs"], r["base_macs"])),
+            ("conv input+output bytes, narrow", vs(r["io"], r["base_io"]))]
 
 
 fusion_explorer = Explorer(

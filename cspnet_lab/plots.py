@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from .costs import CostReport, stage_of
+from .costs import CostReport
 
 STAGE_COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860"]
 
 
 def _dense_layers(report: CostReport):
     """(stage index, layer index, channels in, multiply-adds) for every dense layer, in order."""
-    out, conv1 = [], {}
+    index = {f"stage{p.index}": p.index for p in report.stages}
+    out: dict[tuple[int, int], list] = {}
     for r in report.layers:
-        parts = r.name.split(".")
-        if len(parts) >= 4 and parts[-2].startswith("denselayer"):
-            stage = int(stage_of(r.name)[len("stage"):])
-            layer = int(parts[-2][len("denselayer"):])
-            if parts[-1] == "conv1":
-                conv1[(stage, layer)] = r
-            elif parts[-1] == "conv2":
-                c1 = conv1[(stage, layer)]
-                out.append((stage, layer, c1.in_channels, c1.macs + r.macs))
-    return out
+        if r.part == "dense" and r.kind == "conv":
+            row = out.setdefault((index[r.stage], r.layer), [index[r.stage], r.layer, 0, 0])
+            row[3] += r.macs
+            if r.kernel == 1:
+                row[2] = r.in_channels      # the 1x1 conv reads the whole concatenation
+    return [tuple(v) for v in out.values()]
 
 
 def _stage_stairs(ax, layers, column: int, scale: float = 1.0, legend: bool = True):
@@ -89,21 +86,25 @@ SKIP_COLOR, DENSE_COLOR, JOINED_COLOR = "#8DA0CB", "#FC8D62", "#66C2A5"
 
 
 def _stage_columns(plan):
-    """The stage as columns of stacked segments (name, channels, colour, names it flows from)."""
+    """The stage as columns of stacked segments (name, channels, colour, names it flows from).
+
+    Where the pooling runs is read off ``plan.pool``, never re-derived."""
     cols = [("stage input x0", [("skip", plan.skip_channels, SKIP_COLOR, ()),
                                 ("dense", plan.dense_channels, DENSE_COLOR, ())])]
     skip = [("skip", plan.skip_channels, SKIP_COLOR, ("skip",))] if plan.skip_channels else []
     cols.append((f"dense block\n{plan.num_layers} layers, k={plan.growth_rate}",
                  skip + [("dense", plan.dense_out_channels, DENSE_COLOR, ("dense",))]))
-    if plan.partial_transition_channels:
-        pool = " + pool" if plan.fusion == "last" and plan.downsample else ""
-        cols.append((f"partial transition\n1x1 conv{pool}",
-                     skip + [("dense", plan.partial_transition_channels, DENSE_COLOR, ("dense",))]))
+    if plan.dense_transition_channels:
+        pool = " + pool" if plan.pool == "paths" else ""
+        cols.append((f"dense transition\n1x1 conv{pool}",
+                     skip + [("dense", plan.dense_transition_channels, DENSE_COLOR, ("dense",))]))
     if plan.skip_channels:
         cols.append(("concat", [("joined", plan.concat_channels, JOINED_COLOR, ("skip", "dense"))]))
     if plan.transition_channels:
-        cols.append(("transition\n1x1 conv" + (" + pool" if plan.downsample else ""),
+        cols.append(("transition\n1x1 conv" + (" + pool" if plan.pool == "transition" else ""),
                      [("joined", plan.transition_channels, JOINED_COLOR, ("joined", "dense"))]))
+    elif plan.pool == "concat":
+        cols.append(("2x2 avg pool", [("joined", plan.concat_channels, JOINED_COLOR, ("joined",))]))
     return cols
 
 
@@ -143,6 +144,91 @@ def stage_diagram(plan, ax=None, title: str | None = None, scale: float | None =
     ax.axis("off")
     ax.set_title(title or f"stage {plan.index}: {plan.in_channels} channels in, {plan.out_channels} out"
                  + (f" (fusion {plan.fusion!r})" if plan.fusion else " (DenseNet)"), fontsize=10)
+    return fig
+
+
+POOL = "2x2 avg pool"
+
+
+def _dataflow_nodes(plan):
+    """Figure 2/3 of the paper as nodes: (column, lane, kind, text); lanes 1 = skip, 0 = dense,
+    0.5 = joined. Tensors carry the paper's names; pooling sits where ``plan.pool`` says."""
+    dense_name = "x0''" if plan.fusion else "x0"
+    nodes = [(0, 0.5 if plan.fusion else 0, "tensor", f"x0\n{plan.in_channels}")]
+    col = 1
+    if plan.fusion:
+        if plan.skip_channels:
+            nodes.append((1, 1, "tensor", f"x0'\n{plan.skip_channels}"))
+        nodes.append((1, 0, "tensor", f"x0''\n{plan.dense_channels}"))
+        col = 2
+    nodes.append((col, 0, "op", f"dense block\n{plan.num_layers} layers, growth {plan.growth_rate}"))
+    nodes.append((col + 1, 0, "tensor",
+                  f"[{dense_name}, x1, ..., x{plan.num_layers}]\n{plan.dense_out_channels}"))
+    col += 2
+    if plan.dense_transition_channels:
+        pool = f"\n+ {POOL}" if plan.pool == "paths" else ""
+        nodes.append((col, 0, "op", f"dense transition\n1x1 conv{pool}"))
+        nodes.append((col + 1, 0, "tensor", f"xT\n{plan.dense_transition_channels}"))
+        col += 2
+    if plan.skip_channels:
+        if plan.pool == "paths":
+            nodes.append((col - 1, 1, "op", POOL))
+        nodes.append((col, 0.5, "op", "concat"))
+        ends = not plan.transition_channels and plan.pool != "concat"
+        nodes.append((col + 1, 0.5, "tensor", ("out\n" if ends else "") + f"{plan.concat_channels}"))
+        col += 2
+    if plan.transition_channels:
+        pool = f"\n+ {POOL}" if plan.pool == "transition" else ""
+        lane = 0.5 if plan.skip_channels else 0
+        name = "xU" if plan.dense_transition_channels else ("xT" if plan.fusion else "out")
+        nodes.append((col, lane, "op", f"transition\n1x1 conv{pool}"))
+        nodes.append((col + 1, lane, "tensor", f"{name}\n{plan.transition_channels}"))
+    elif plan.pool == "concat":
+        nodes.append((col, 0.5, "op", POOL))
+        nodes.append((col + 1, 0.5, "tensor", f"out\n{plan.concat_channels}"))
+    return nodes
+
+
+def dataflow_diagram(plan, ax=None, title: str | None = None):
+    """The paper's Figures 2 and 3 redrawn from one stage's plan: boxes are operations, plain labels
+    are tensors (x0, x0', x0'', xT, xU as in the paper) with their channel counts.
+
+    Blue: the skip part, orange: the dense path, green: after the concat. Pooling is drawn where
+    ``plan.pool`` puts it.
+    """
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(10, 2.4))
+    nodes = _dataflow_nodes(plan)
+    color = {1: SKIP_COLOR, 0: DENSE_COLOR, 0.5: JOINED_COLOR}
+    xy = {}
+    for i, (col, lane, kind, text) in enumerate(nodes):
+        x, y = col * 1.2, lane
+        box = dict(boxstyle="round,pad=0.3", fc=color[lane], ec="none", alpha=0.9) if kind == "op" else \
+            dict(boxstyle="square,pad=0.2", fc="white", ec="none")
+        ax.text(x, y, text, ha="center", va="center", fontsize=7.5, bbox=box, zorder=3)
+        xy[i] = (x, y)
+    # Each node feeds the next node in its own lane (the joined lane feeds on); the split feeds
+    # both lanes, and both lanes feed the concat.
+    last_in_lane: dict[float, int] = {}
+    for i, (col, lane, kind, text) in enumerate(nodes):
+        sources = []
+        if text == "concat":
+            sources = [last_in_lane[k] for k in (1, 0) if k in last_in_lane]
+        elif lane in last_in_lane:
+            sources = [last_in_lane[lane]]
+        elif i > 0:
+            sources = [0]                                  # from x0 (the split)
+        for j in sources:
+            ax.annotate("", xy=(xy[i][0] - 0.45, xy[i][1]), xytext=(xy[j][0] + 0.45, xy[j][1]),
+                        arrowprops=dict(arrowstyle="->", color="#555555", lw=0.9), zorder=1)
+        last_in_lane[lane] = i
+        if lane == 0.5 and i > 0:
+            last_in_lane.pop(1, None), last_in_lane.pop(0, None)
+    ax.set_xlim(-0.6, max(c for c, *_ in nodes) * 1.2 + 0.6)
+    ax.set_ylim(-0.45, 1.45)
+    ax.axis("off")
+    kind = {None: "DenseNet (Figure 2a / 3a)", "csp": "CSPDenseNet (Figure 3b)",
+            "first": "fusion first (Figure 3c)", "last": "fusion last (Figure 3d)"}[plan.fusion]
+    ax.set_title(title or f"stage {plan.index}, {kind}", fontsize=9)
     return fig
 
 
@@ -198,4 +284,21 @@ def savings_scatter(rows: list[dict], ax=None, title: str = ""):
     ax.set_ylabel("measured time reduction (%)")
     ax.set_title(title, fontsize=10)
     ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def overlap_intervals(series: dict[str, list[tuple[float, float, float]]], steps: list[int], ax=None):
+    """Gradient overlap (:func:`cspnet_lab.gradients.route_overlap`) per model against training step:
+    the mean over seeds with its confidence interval as a band, one colour per model."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 3.4))
+    for i, (label, points) in enumerate(series.items()):
+        mean, low, high = zip(*points)
+        color = STAGE_COLORS[i % len(STAGE_COLORS)]
+        ax.plot(steps, mean, marker="o", ms=3, label=label, color=color)
+        ax.fill_between(steps, low, high, color=color, alpha=0.15, lw=0)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("overlap of the two routes' gradients")
+    ax.set_ylim(bottom=0)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
     return fig

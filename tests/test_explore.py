@@ -19,14 +19,18 @@ def test_growth_explorer_numbers_follow_the_formula():
         c = (c + layers * 12) // 2
     assert r["block_out"] == outs
     assert r["params"] == costs.count_params(cspnet_lab.densenet169(growth_rate=12))
-    assert r["cio"]["stage1"] == costs.cio_dense_block(64, 12, 6)
+    assert r["cio"]["stage1"] == 64 * 6 + 42 * 12 / 2      # c m + (m^2 + m) d / 2, c=64, d=12, m=6
 
 
 def test_split_explorer_numbers_for_a_setting_worked_by_hand():
     r = explore.split_compute(part_ratio=0.25, growth_rate=32, stage=1)
-    # stage 1 of CSPDenseNet-121: c = 64 -> dense 16, skip 48; block 16 + 6 x 32 = 208; pt 104; out (48+104)/2.
-    assert (r["skip"], r["dense"], r["block_out"], r["partial_transition"], r["out"]) == (48, 16, 208, 104, 76)
+    # stage 1 of CSPDenseNet-121: c = 64 -> dense 16, skip 48; block 16 + 6 x 32 = 208; dense transition
+    # 104; out (48+104)/2. Width-matched: DenseNet's 128.
+    assert (r["skip"], r["dense"], r["block_out"], r["dense_transition"], r["out"]) == (48, 16, 208, 104, 76)
+    assert r["matched_out"] == 128
     assert r["params"] == costs.count_params(cspnet_lab.cspdensenet121(part_ratio=0.25))
+    assert r["matched_params"] == costs.count_params(cspnet_lab.cspdensenet121(part_ratio=0.25,
+                                                                                widths="matched"))
     assert r["base_params"] == 7_978_856
 
 
@@ -35,8 +39,10 @@ def test_fusion_explorer_numbers_are_the_models(fusion, ratio, depth):
     r = explore.fusion_compute(fusion=fusion, part_ratio=ratio, depth=depth)
     model = cspnet_lab.create_model(f"cspdensenet{depth}", fusion=fusion, part_ratio=ratio)
     assert r["params"] == costs.count_params(model)
-    assert r["macs"] == costs.analyze(model.config).macs
-    assert r["base_macs"] == costs.analyze(f"densenet{depth}").macs
+    matched = cspnet_lab.create_model(f"cspdensenet{depth}", fusion=fusion, part_ratio=ratio, widths="matched")
+    assert r["matched_params"] == costs.count_params(matched)
+    # torchvision documents 2.834 / 4.291 GFLOPS (multiply-adds) for DenseNet-121 / 201
+    assert round(r["base_macs"] / 1e9, 3) == {"121": 2.834, "201": 4.291}[depth]
 
 
 def test_explorer_rejects_a_setting_that_empties_a_path():
@@ -82,3 +88,29 @@ def test_live_widgets_call_the_same_compute_on_every_change():
     a.value = 5
     b.value = "z"
     assert calls == [(5, "x"), (5, "z")]
+
+
+@pytest.mark.parametrize("last_downsample", ["skip", "concat"])
+def test_dataflow_diagram_draws_pooling_where_the_plan_says(last_downsample):
+    import matplotlib.pyplot as plt
+    from cspnet_lab import plots
+
+    plan = cspnet_lab.model_config("cspdensenet121", fusion="last",
+                                   last_downsample=last_downsample).stages()[0]
+    fig = plots.dataflow_diagram(plan)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    plt.close(fig)
+    dense_transition = next(t for t in texts if t.startswith("dense transition"))
+    pools = [t for t in texts if t == plots.POOL]
+    if last_downsample == "skip":      # pool="paths": in the dense transition and on x0'
+        assert plots.POOL in dense_transition and len(pools) == 1
+        assert texts.index(pools[0]) < texts.index("concat")
+    else:                              # pool="concat": one pooling, after the concat
+        assert plots.POOL not in dense_transition and len(pools) == 1
+        assert texts.index(pools[0]) > texts.index("concat")
+    # the last stage has no pooling at all
+    last = cspnet_lab.model_config("cspdensenet121", fusion="last",
+                                   last_downsample=last_downsample).stages()[-1]
+    fig = plots.dataflow_diagram(last)
+    assert not any("pool" in t.get_text() for t in fig.axes[0].texts)
+    plt.close(fig)
