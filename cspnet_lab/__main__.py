@@ -6,13 +6,15 @@ import argparse
 import math
 import sys
 
-from . import costs
+from . import costs, tables
+from .bench import MODES as BENCH_MODES
 from .bench import PRESETS as BENCH_PRESETS
+from .csp import FUSIONS, WIDTHS
 from .data import DATASETS
 from .models import ModelSpec, list_models, model_config
 from .train import OPTIMIZERS, SCHEDULES
 
-MODEL_OPTIONS = ("fusion", "part_ratio", "growth_rate", "dense_transition_ratio")
+MODEL_OPTIONS = ("fusion", "part_ratio", "growth_rate", "dense_transition_ratio", "widths", "pool_first")
 
 
 def _model_overrides(args) -> dict:
@@ -51,7 +53,7 @@ def cmd_summary(args) -> None:
     if args.layers:
         rows = [dict(name=r.name, kind=r.kind, cin=r.in_channels, cout=r.out_channels,
                      hw=f"{r.out_hw[0]}x{r.out_hw[1]}", params=r.params, macs=r.macs) for r in report.layers]
-        print(costs.format_table(rows, [("name", "layer", ""), ("kind", "kind", ""), ("cin", "in", "d"),
+        print(tables.format_table(rows, [("name", "layer", ""), ("kind", "kind", ""), ("cin", "in", "d"),
                                         ("cout", "out", "d"), ("hw", "output", ""), ("params", "params", ",d"),
                                         ("macs", "multiply-adds", ",d")]))
     else:
@@ -62,7 +64,7 @@ def cmd_summary(args) -> None:
             rows.append(dict(stage=stage, cin=p.in_channels if p else None, cout=p.out_channels if p else None,
                              skip=p.skip_channels if p else None, dense=p.dense_channels if p else None,
                              params=s["params"], macs=s["macs"]))
-        print(costs.format_table(rows, [("stage", "stage", ""), ("cin", "in", "d"), ("skip", "skip", "d"),
+        print(tables.format_table(rows, [("stage", "stage", ""), ("cin", "in", "d"), ("skip", "skip", "d"),
                                         ("dense", "dense", "d"), ("cout", "out", "d"),
                                         ("params", "params", ",d"), ("macs", "multiply-adds", ",d")]))
     if args.torchinfo:
@@ -77,14 +79,15 @@ def cmd_compare(args) -> None:
     rows = costs.compare(base.label, other.label, args.input_size)
     print(f"{args.other} against {args.base} at {args.input_size}x{args.input_size}"
           + "".join(f", {k}={v}" for k, v in _model_overrides(args).items()))
-    print(costs.format_table(rows, [("metric", "", ""), ("base", args.base, ",.0f"), ("other", args.other, ",.0f"),
+    print(tables.format_table(rows, [("metric", "", ""), ("base", args.base, ",.0f"), ("other", args.other, ",.0f"),
                                     ("change_pct", "change %", "+.1f")]))
 
 
 def cmd_savings(args) -> None:
-    rows = costs.savings_table(args.depths, args.part_ratios, args.fusions, args.input_size)
-    print(costs.format_table(rows, [("depth", "depth", "d"), ("fusion", "fusion", ""),
-                                    ("part_ratio", "part_ratio", ".2f"), ("params", "params", ",d"),
+    rows = costs.savings_table(args.depths, args.part_ratios, args.fusions, args.input_size, args.widths)
+    print(tables.format_table(rows, [("depth", "depth", "d"), ("fusion", "fusion", ""),
+                                    ("part_ratio", "part_ratio", ".2f"), ("widths", "widths", ""),
+                                    ("params", "params", ",d"),
                                     ("params_change_pct", "params %", "+.1f"), ("macs", "multiply-adds", ",d"),
                                     ("macs_change_pct", "mult-adds %", "+.1f"),
                                     ("io_change_pct", "conv I/O bytes %", "+.1f")]))
@@ -130,7 +133,7 @@ def _print_speedups(result, baseline) -> None:
     if rows:
         print(f"\nagainst {baseline} on {result['provenance']['device']} (95 % bootstrap intervals over "
               "paired rounds):")
-        print(costs.format_table(rows, [("model", "model", ""), ("mode", "mode", ""), ("batch", "batch", "d"),
+        print(tables.format_table(rows, [("model", "model", ""), ("mode", "mode", ""), ("batch", "batch", "d"),
                                         ("macs_change_pct", "mult-adds %", "+.1f"),
                                         ("ratio_ci", "time ratio [95 %]", ""), ("verdict", "verdict", ""),
                                         ("realised_ci", "realised fraction of the cut [95 %]", ""),
@@ -186,7 +189,11 @@ def main(argv=None) -> int:
 
     def model_options(p):
         p.add_argument("--input-size", type=POSITIVE_INT, default=224)
-        p.add_argument("--fusion", choices=("csp", "first", "last"))
+        p.add_argument("--fusion", choices=FUSIONS)
+        p.add_argument("--widths", choices=WIDTHS,
+                       help="narrow: the dense transition compresses; matched: stage outputs as wide as DenseNet's")
+        p.add_argument("--pool-first", action="store_true", default=None, dest="pool_first",
+                       help="transitions pool before their 1x1 conv (same function, 1/4 of its multiply-adds)")
         p.add_argument("--part-ratio", type=POSITIVE_FLOAT, dest="part_ratio")
         p.add_argument("--dense-transition-ratio", type=POSITIVE_FLOAT, dest="dense_transition_ratio")
         p.add_argument("--growth-rate", type=POSITIVE_INT, dest="growth_rate")
@@ -204,14 +211,16 @@ def main(argv=None) -> int:
     p = sub.add_parser("savings", help="savings of every CSP variant against DenseNet")
     p.add_argument("--depths", type=POSITIVE_INT, nargs="+", default=[121, 169, 201])
     p.add_argument("--part-ratios", type=POSITIVE_FLOAT, nargs="+", default=[0.25, 0.5, 0.75], dest="part_ratios")
-    p.add_argument("--fusions", nargs="+", default=["csp", "first", "last"], choices=("csp", "first", "last"))
+    p.add_argument("--fusions", nargs="+", default=list(FUSIONS), choices=FUSIONS)
+    p.add_argument("--widths", nargs="+", default=list(WIDTHS), choices=WIDTHS,
+                   help="stage-width forms: narrow (the dense transition compresses), matched (DenseNet's widths)")
     p.add_argument("--input-size", type=POSITIVE_INT, default=224)
     p = sub.add_parser("bench", help="time and memory of models (CPU or CUDA); JSON results with provenance")
     p.add_argument("--preset", choices=tuple(BENCH_PRESETS), help="the settings of a committed run")
     p.add_argument("--models", nargs="+", help="presets, optionally name:key=value,key=value")
     p.add_argument("--batch-sizes", type=POSITIVE_INT, nargs="+", dest="batch_sizes")
     p.add_argument("--input-sizes", type=POSITIVE_INT, nargs="+", dest="input_sizes")
-    p.add_argument("--modes", nargs="+", choices=("inference", "train"))
+    p.add_argument("--modes", nargs="+", choices=BENCH_MODES)
     p.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--repeats", type=POSITIVE_INT)
     p.add_argument("--warmup", type=NON_NEGATIVE_INT)

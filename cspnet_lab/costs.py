@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from . import _checks
 from .csp import WIDTHS
 from .densenet import DenseNetConfig, StagePlan, feature_sizes
 from .tables import format_table, markdown_table  # noqa: F401  (re-exported: the CLI prints with them)
@@ -36,10 +37,13 @@ def count_params(model: nn.Module) -> int:
 
 
 def _pair(size) -> tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    h, w = size
-    return int(h), int(w)
+    """(height, width) from an int or a pair of ints; ValueError otherwise (the string '64' is not 6 x 4)."""
+    if isinstance(size, (tuple, list)) and len(size) == 2:
+        return (_checks.positive_int("input height", size[0]), _checks.positive_int("input width", size[1]))
+    if isinstance(size, (str, bytes)) or isinstance(size, (tuple, list)):
+        raise ValueError(f"input_size must be a positive integer or a (height, width) pair, got {size!r}")
+    size = _checks.positive_int("input_size", size)
+    return size, size
 
 
 # --------------------------------------------------------------------------- the paper's CIO
@@ -196,6 +200,7 @@ def analyze(config_or_name, input_size=224, batch: int = 1, **overrides) -> Cost
     transition's 1x1 conv runs at the pooled resolution; where it pools is read off ``StagePlan.pool``.
     """
     start = time.perf_counter()
+    batch = _checks.positive_int("batch", batch)
     config = _load_config(config_or_name, overrides)
     h, w = _pair(input_size)
     hs, ws = feature_sizes(config, h), feature_sizes(config, w)  # ValueError for a too small input
