@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 
@@ -18,14 +20,37 @@ def describe_device(dev: torch.device | None = None) -> str:
     return f"CPU: {cpu_name()}, {torch.get_num_threads()} threads (torch {torch.__version__})"
 
 
-def glue(name: str, value, display: bool = False) -> None:
-    """``myst_nb.glue`` in the book build; in Colab or Jupyter (no myst_nb) it does nothing.
+# Where the book build runs a chapter, the kernel has this variable set (Makefile's kernelspec): glue then
+# only records values for the prose. Anywhere else (Colab, Jupyter) it also shows them in the cell output.
+BOOK_BUILD_ENV = "CSPNET_LAB_BOOK_BUILD"
+# myst-nb reads glued values from display data whose mimetypes carry this prefix and whose metadata say
+# {"scrapbook": {"name": ..., "mime_prefix": ...}} (myst_nb.ext.glue); written here so that the kernel
+# needs no myst_nb (Colab has none, and the book is executed in a Colab-like environment).
+GLUE_PREFIX = "application/papermill.record/"
 
-    The book's prose reads glued values with ``{glue:text}`name```, so numbers in the text always come
-    from the code that ran.
+
+def glue(name: str, value, display: bool | None = None) -> None:
+    """Record ``value`` under ``name`` for ``{glue:text}`name``` in the chapter's Markdown.
+
+    Emits the same display data as ``myst_nb.glue`` without importing myst_nb. ``display``: also show the
+    value in the cell's output; by default only outside the book build (in Colab the reader sees the value
+    their own run computed, as ``name = value``). Outside an IPython kernel it does nothing.
     """
     try:
-        from myst_nb import glue as _glue
+        from IPython import get_ipython
+        from IPython.core.formatters import format_display_data
+        from IPython.display import display as show
     except ImportError:
         return
-    _glue(name, value, display=display)
+    if get_ipython() is None:
+        return
+    bundle, metadata = format_display_data(value)
+    metadata = dict(metadata, scrapbook={"name": name, "mime_prefix": GLUE_PREFIX})
+    show({GLUE_PREFIX + k: v for k, v in bundle.items()}, raw=True, metadata=metadata)
+    if display is None:
+        display = not os.environ.get(BOOK_BUILD_ENV)
+    if display:
+        text = bundle.get("text/plain", repr(value))
+        if isinstance(value, str):
+            text = value
+        show({"text/plain": f"{name} = {text}"}, raw=True)
