@@ -10,7 +10,11 @@ relative (``-4``) or absolute index. Supported: ``convolutional`` (``batch_norma
 (global) and ``softmax``. Anything else raises ValueError naming the section.
 
 Counting follows darknet: a conv's BFLOPs are ``2 x weights x output pixels / 1e9`` (2 FLOPs per
-multiply-add), so :func:`costs` reports multiply-adds and ``bflops = 2 x macs / 1e9``.
+multiply-add), so :func:`costs` reports multiply-adds and ``bflops = 2 x macs / 1e9``. The total that
+darknet prints (AlexeyAB/darknet, ``src/parser.c``: the sum of every layer's ``l.bflops``) also counts a
+``[maxpool]`` as ``size^2 x channels x output pixels`` and a ``[shortcut]`` as one FLOP per output
+element (``src/maxpool_layer.c``, ``src/shortcut_layer.c``); ``[route]``, ``[avgpool]`` and
+``[softmax]`` count nothing. :attr:`DarknetCosts.darknet_bflops` is that total.
 """
 
 from __future__ import annotations
@@ -228,19 +232,30 @@ def build(text: str) -> DarknetModel:
 @dataclass(frozen=True)
 class DarknetCosts:
     params: int
-    macs: int
+    macs: int                # convolutions only
+    other_flops: int = 0     # what darknet also counts: max pooling and shortcut additions
 
     @property
     def bflops(self) -> float:
-        """darknet's figure: 2 FLOPs per multiply-add, in billions."""
+        """The convolutions' BFLOPs: 2 FLOPs per multiply-add, in billions."""
         return 2 * self.macs / 1e9
+
+    @property
+    def darknet_bflops(self) -> float:
+        """The total darknet prints: the convolutions plus max pooling and shortcut additions."""
+        return (2 * self.macs + self.other_flops) / 1e9
 
 
 def costs(model: DarknetModel) -> DarknetCosts:
-    """Trainable parameters and conv multiply-adds at the cfg's own input size, from the layer shapes."""
-    macs = 0
+    """Trainable parameters, conv multiply-adds and darknet's other FLOPs (max pooling, shortcut
+    additions) at the cfg's own input size, from the layer shapes."""
+    macs = other = 0
     for layer, shape in zip(model.layers, model.shapes):
+        pixels = shape.height * shape.width
         if isinstance(layer, nn.Sequential):
-            conv = layer.conv
-            macs += conv.weight.numel() * shape.height * shape.width
-    return DarknetCosts(sum(p.numel() for p in model.parameters()), macs)
+            macs += layer.conv.weight.numel() * pixels
+        elif isinstance(layer, DarknetMaxPool):
+            other += layer.size * layer.size * shape.channels * pixels
+        elif isinstance(layer, Shortcut):
+            other += shape.channels * pixels
+    return DarknetCosts(sum(p.numel() for p in model.parameters()), macs, other)

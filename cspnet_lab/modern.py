@@ -8,8 +8,9 @@ Sources (read, not copied; module names are ours):
   concat, one 1x1 conv. In Figure 3 of the CSPNet paper: *fusion first* (3c), with a projection
   instead of a channel slice on each path, as in the CSPNet authors' own cfgs.
 - YOLOv8's ``C2f`` (ultralytics/ultralytics, ``ultralytics/nn/modules/block.py``): one 1x1 conv, a
-  channel slice in two halves, bottlenecks chained on the second half, and *every* intermediate output
-  kept and concatenated (a dense-block-like aggregation), then one 1x1 conv: *fusion first* (3c).
+  channel slice in two halves, bottlenecks chained on the second half (each reads only the previous
+  one's output), every block's output concatenated once at the end (one-shot aggregation, not a
+  dense block: no block reads the earlier ones), then one 1x1 conv: *fusion first* (3c).
 - timm's ``CrossStage`` (huggingface/pytorch-image-models, ``timm/models/cspnet.py``): downsample conv
   first, 1x1 expand, slice in half, blocks, 1x1 transition on the block path, concat, 1x1 transition:
   the paper's CSPDenseNet fusion (3b) with residual blocks. Downsampling at the start of the stage
@@ -19,6 +20,12 @@ Sources (read, not copied; module names are ours):
 Every block here uses SiLU (YOLO) or LeakyReLU with slope 0.1 (darknet's, and timm's CSP models');
 activations and batch norm change no count of multiply-adds. Widths are the blocks' own defaults
 (hidden = half the output).
+
+Each block has a counterpart without the split (Figure 3a) at the same input and output widths. Its
+blocks run at the full output width with a bottleneck ratio of choice (``e`` in YOLO's terms,
+``bottle_ratio`` in timm's): 1.0, the ratio the CSP blocks use on their half, or 0.5, the ratio of
+YOLOv3/darknet's residual stages and of a ResNeXt-50 stage. The saving a CSP block shows depends on
+this choice: with 1.0 it includes the cost of running full-width blocks with no bottleneck at all.
 """
 
 from __future__ import annotations
@@ -96,7 +103,9 @@ class ResBottleneck(nn.Module):
 
     def __init__(self, channels: int, bottle_ratio: float = 1.0, groups: int = 1, act=_leaky) -> None:
         super().__init__()
-        mid = int(round(channels * bottle_ratio))
+        mid = int(round(channels * _checks.ratio_open_closed("bottle_ratio", bottle_ratio)))
+        if mid < 1:
+            raise ValueError(f"bottle_ratio={bottle_ratio} leaves {channels} channels a 0-wide bottleneck")
         if mid % groups:
             raise ValueError(f"groups={groups} must divide the bottleneck width {mid}")
         self.conv1 = ConvNormAct(channels, mid, 1, act=act)
@@ -117,6 +126,7 @@ class CrossStage(nn.Module):
         super().__init__()
         in_chs, out_chs, depth = _widths(in_chs, out_chs, depth)
         _checks.choice("stride", stride, (1, 2))
+        _checks.ratio_open_closed("bottle_ratio", bottle_ratio)
         half = out_chs // 2
         self.conv_down = ConvNormAct(in_chs, out_chs, 3, stride, act=_leaky) if stride == 2 else None
         self.conv_exp = ConvNormAct(out_chs if stride == 2 else in_chs, out_chs, 1, act=_leaky)
@@ -147,22 +157,34 @@ class SinglePath(nn.Module):
         return self.blocks(self.entry(x))
 
 
-def c3_counterpart(c1: int, c2: int, n: int = 1, shortcut: bool = True) -> SinglePath:
+def _yolo_counterpart(c1, c2, n, shortcut, kernels, e) -> SinglePath:
     c1, c2, n = _widths(c1, c2, n)
+    e = _checks.ratio_open_closed("e", e)
+    if int(c2 * e) < 1:
+        raise ValueError(f"e={e} leaves the blocks' hidden width int(c2 x e) = 0 channels (c2={c2})")
     return SinglePath(ConvNormAct(c1, c2, 1, act=nn.SiLU),
-                      nn.Sequential(*(YoloBottleneck(c2, c2, shortcut, (1, 3), 1.0) for _ in range(n))))
+                      nn.Sequential(*(YoloBottleneck(c2, c2, shortcut, kernels, e) for _ in range(n))))
 
 
-def c2f_counterpart(c1: int, c2: int, n: int = 1, shortcut: bool = False) -> SinglePath:
-    c1, c2, n = _widths(c1, c2, n)
-    return SinglePath(ConvNormAct(c1, c2, 1, act=nn.SiLU),
-                      nn.Sequential(*(YoloBottleneck(c2, c2, shortcut, (3, 3), 1.0) for _ in range(n))))
+def c3_counterpart(c1: int, c2: int, n: int = 1, shortcut: bool = True, *, e: float = 1.0) -> SinglePath:
+    """C3 without the split: 1x1 conv ``c1 -> c2``, then ``n`` bottlenecks (1x1, 3x3) at width ``c2``
+    with hidden width ``int(c2 x e)``: ``e=1.0`` as C3's own blocks, ``e=0.5`` as YOLOv3's."""
+    return _yolo_counterpart(c1, c2, n, shortcut, (1, 3), e)
+
+
+def c2f_counterpart(c1: int, c2: int, n: int = 1, shortcut: bool = False, *, e: float = 1.0) -> SinglePath:
+    """C2f without the split: 1x1 conv ``c1 -> c2``, then ``n`` bottlenecks (3x3, 3x3) at width ``c2``
+    with hidden width ``int(c2 x e)``: ``e=1.0`` as C2f's own blocks, ``e=0.5`` as the class default."""
+    return _yolo_counterpart(c1, c2, n, shortcut, (3, 3), e)
 
 
 def cross_stage_counterpart(in_chs: int, out_chs: int, depth: int, stride: int = 2,
                             bottle_ratio: float = 1.0, groups: int = 1) -> SinglePath:
+    """timm's ``DarkStage``: 3x3 conv (stride ``stride``), then ``depth`` residual bottlenecks at the
+    full output width ``out_chs`` with ``bottle_ratio`` (0.5: a ResNeXt-50 stage)."""
     in_chs, out_chs, depth = _widths(in_chs, out_chs, depth)
     _checks.choice("stride", stride, (1, 2))
+    _checks.ratio_open_closed("bottle_ratio", bottle_ratio)
     entry = ConvNormAct(in_chs, out_chs, 3, stride, act=_leaky)
     return SinglePath(entry, nn.Sequential(*(ResBottleneck(out_chs, bottle_ratio, groups)
                                              for _ in range(depth))))
@@ -170,5 +192,5 @@ def cross_stage_counterpart(in_chs: int, out_chs: int, depth: int, stride: int =
 
 # Figure 3 of the CSPNet paper: which fusion each block is, in the paper's terms.
 FIGURE3 = {"C3": "fusion first (3c), projections instead of a slice",
-           "C2f": "fusion first (3c), a slice, every block output concatenated",
+           "C2f": "fusion first (3c), a slice, blocks chained, every block output concatenated once",
            "CrossStage": "CSPDenseNet's fusion (3b): transition, concat, transition"}

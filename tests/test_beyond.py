@@ -153,9 +153,11 @@ def test_cfg_round_trips(name):
 
 
 def resnext_by_hand(csp: bool):
-    """(weights without BN, BN parameters, MACs) of the authors' (CSP)ResNeXt-50 at 256 x 256, read off
-    the cfgs' structure: ResNeXt blocks 1x1 -> 3x3 (32 groups) -> 1x1 at widths 128, 256, 512, 1024."""
-    total = [0, 0, 0]
+    """(weights without BN, BN parameters, MACs, darknet's other FLOPs) of the authors' (CSP)ResNeXt-50
+    at 256 x 256, read off the cfgs' structure: ResNeXt blocks 1x1 -> 3x3 (32 groups) -> 1x1 at widths
+    128, 256, 512, 1024. Other FLOPs: the 2x2 max pool (4 per output element of its 64 x 64 x 64 map)
+    and one per output element of each [shortcut]."""
+    total = [0, 0, 0, 4 * 64 * 64 * 64]
 
     def add(a, b, k, px, groups=1, bn=True):
         p, w = conv(a, b, k, groups, bn)
@@ -165,6 +167,7 @@ def resnext_by_hand(csp: bool):
 
     def resnext(cin, w, out, px, in_px=None):
         add(cin, w, 1, in_px or px), add(w, w, 3, px, groups=32), add(w, out, 1, px)
+        total[3] += out * px                         # the block's [shortcut]
 
     add(3, 64, 7, 128 ** 2)
     px = 64 ** 2                                     # after the 2x2 max pool
@@ -191,13 +194,16 @@ def resnext_by_hand(csp: bool):
     return tuple(total)
 
 
-@pytest.mark.parametrize("name, table3", [("resnext50", (22.19, 10.11)), ("csresnext50", (20.50, 7.93))])
-def test_resnext_counts_equal_the_cfg_and_table3(name, table3):
+# Table 3 (params w/o BN in M, BFLOPs) and the total darknet prints for the cfg (facts.md: 10.12, 7.93).
+@pytest.mark.parametrize("name, table3, printed", [("resnext50", (22.19, 10.11), 10.12),
+                                                   ("csresnext50", (20.50, 7.93), 7.93)])
+def test_resnext_counts_equal_the_cfg_and_table3(name, table3, printed):
     model = darknet.build(CFG[name])
-    weights, norm, macs = resnext_by_hand(csp=name.startswith("cs"))
+    weights, norm, macs, other = resnext_by_hand(csp=name.startswith("cs"))
     c = darknet.costs(model)
-    assert (c.params, c.macs) == (weights + norm, macs)
+    assert (c.params, c.macs, c.other_flops) == (weights + norm, macs, other)
     assert (round(weights / 1e6, 2), round(c.bflops, 2)) == table3   # Table 3 counts no BN parameters
+    assert round(c.darknet_bflops, 2) == printed                      # convs + max pool + shortcuts
     assert params_and_macs(model, (1, 3, 256, 256)) == (c.params, c.macs)
 
 
@@ -293,6 +299,35 @@ def test_cross_stage_and_its_counterpart():
     assert n_params(modern.cross_stage_counterpart(cin, cout, depth, 2, 1.0, g)) == (
         conv(cin, cout, 3)[0] + depth * full)
     assert stage(torch.zeros(1, cin, 16, 16)).shape == (1, cout, 8, 8)
+
+
+def test_counterparts_with_a_half_width_bottleneck():
+    """The counterparts whose blocks have bottleneck ratio 0.5 at full width (YOLOv3's residual block,
+    a ResNeXt-50 stage): parameters and multiply-adds by hand, MACs = weights x output pixels."""
+    c1, c2, n, h, px = 64, 128, 3, 64, 8 * 8
+    c3 = conv(c1, c2)[1] + n * (conv(c2, h)[1] + conv(h, c2, 3)[1])            # 1x1 in, (1x1, 3x3) x n
+    assert params_and_macs(modern.c3_counterpart(c1, c2, n, e=0.5), (1, c1, 8, 8)) == (
+        c3 + 2 * (c2 + n * (h + c2)), c3 * px)
+    c2f = conv(c1, c2)[1] + n * (conv(c2, h, 3)[1] + conv(h, c2, 3)[1])         # 1x1 in, (3x3, 3x3) x n
+    assert params_and_macs(modern.c2f_counterpart(c1, c2, n, e=0.5), (1, c1, 8, 8)) == (
+        c2f + 2 * (c2 + n * (h + c2)), c2f * px)
+    cin, cout, depth, g, m = 64, 128, 2, 4, 64                                  # stride 2: 16 -> 8
+    res = conv(cout, m)[1] + conv(m, m, 3, g)[1] + conv(m, cout)[1]
+    weights = conv(cin, cout, 3)[1] + depth * res
+    assert params_and_macs(modern.cross_stage_counterpart(cin, cout, depth, 2, 0.5, g),
+                           (1, cin, 16, 16)) == (weights + 2 * (cout + depth * (m + m + cout)), weights * px)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: modern.c3_counterpart(64, 128, e=0.0), r"e must be in \(0, 1\]"),
+    (lambda: modern.c2f_counterpart(64, 128, e="half"), "e must be a number"),
+    (lambda: modern.c3_counterpart(64, 2, e=0.25), "0 channels"),
+    (lambda: modern.cross_stage_counterpart(64, 128, 1, bottle_ratio=1.5), "bottle_ratio must be in"),
+    (lambda: modern.CrossStage(64, 128, 1, bottle_ratio=0), "bottle_ratio must be in"),
+])
+def test_bad_bottleneck_ratio_is_rejected(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
 
 
 @pytest.mark.parametrize("make", [lambda: modern.C3(64, 127), lambda: modern.C2f(0, 64),
