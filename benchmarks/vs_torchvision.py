@@ -26,7 +26,7 @@ import torchvision
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import cspnet_lab  # noqa: E402
-from cspnet_lab.bench import cpu_name, provenance, BenchSettings  # noqa: E402
+from cspnet_lab.bench import BenchSettings, cpu_name, paired_bootstrap, provenance  # noqa: E402
 
 
 def step_fn(model, x, y, mode):
@@ -88,8 +88,10 @@ def main() -> None:
             for name in (order if i % 2 == 0 else order[::-1]):   # A B, B A, ...: no position bias
                 reps[name].append(timed(fns[name], args.device, args.inner))
         med = {k: statistics.median(v) for k, v in reps.items()}
+        # Repetition i of both models comes from the same alternation pair: paired 95 % interval.
+        _, lo, hi = paired_bootstrap(reps["cspnet_lab"], reps["torchvision"])
         result["modes"][mode] = {"reps_s": reps, "median_s": med, "ratio_ours_over_torchvision":
-                                 med["cspnet_lab"] / med["torchvision"]}
+                                 med["cspnet_lab"] / med["torchvision"], "ratio_interval_95": [lo, hi]}
         print(f"{mode:9s} ours {med['cspnet_lab'] * 1000:8.1f} ms   torchvision {med['torchvision'] * 1000:8.1f} ms"
               f"   ratio {med['cspnet_lab'] / med['torchvision']:.3f}")
     out = pathlib.Path(args.out)

@@ -1,86 +1,51 @@
 """Time and memory, measured: does a cut in multiply-adds become a cut in time and memory?
 
-* Inference latency/throughput and training-step time (forward + backward + SGD step), after warm-up,
-  in interleaved rounds (every model once per round) so drift in the machine's speed is shared; on CUDA
-  between synchronised events. Medians, interquartile range and every repetition are kept.
+* Inference (no gradients) and a training step (forward + backward + SGD step), after warm-up, in
+  interleaved rounds: each round times every model of a comparison group once, in a rotated order, so drift
+  in the machine's speed falls on all of them. Repetition ``k`` of every model in a group comes from round
+  ``k``: the repetitions are *paired*, and :func:`speedups` resamples whole rounds to put a bootstrap
+  interval on each time ratio. CPU: ``torch.utils.benchmark``; CUDA: synchronised events.
 * Memory: the bytes of activations saved for backward (exact, any device, via
-  ``torch.autograd.graph.saved_tensors_hooks``) and, on CUDA, the peak allocated memory of a training step.
+  ``torch.autograd.graph.saved_tensors_hooks``) and, on CUDA, the peak memory one model's step needs.
+* Where the time goes: a ``torch.profiler`` breakdown of one step into operator categories
+  (:data:`CATEGORIES`, :func:`op_category`).
+* A run survives its failures: an out-of-memory or any other error in one case becomes that case's row
+  (status ``"oom"``/``"error"``) and the run goes on; rows are appended to the result file (atomically)
+  as they come, so a killed run loses only the group in progress and ``resume=True`` skips what is done; a
+  time cap ends a run early with what it has. Every output path is checked before anything is measured.
 * Results are JSON files with full provenance (device, versions, date, git commit, exact command,
-  settings), written atomically and validated when read (:func:`load_results`).
+  settings), validated when read (:func:`load_results`): a file with a non-finite time or a non-positive
+  count is refused with one line naming the file, the row and the field.
 """
 
 from __future__ import annotations
 
 import datetime
+import gc
 import json
+import math
 import os
 import pathlib
 import platform
+import re
 import statistics
 import subprocess
 import sys
-import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
 from . import costs
-from .models import create_model
+from ._io import atomic_write_text
+from .models import ModelSpec
 
-SCHEMA = "cspnet_lab.bench/1"
+SCHEMA = "cspnet_lab.bench/2"
+READABLE_SCHEMAS = ("cspnet_lab.bench/1", SCHEMA)   # /1: every row measured, no status field
 MODES = ("inference", "train")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A preset plus overrides, written ``name`` or ``name:key=value,key=value`` on the command line."""
-
-    name: str
-    overrides: tuple = ()
-
-    @property
-    def label(self) -> str:
-        if not self.overrides:
-            return self.name
-        return self.name + ":" + ",".join(f"{k}={v}" for k, v in self.overrides)
-
-    @classmethod
-    def parse(cls, text: str) -> "ModelSpec":
-        name, _, rest = text.partition(":")
-        overrides = []
-        for item in filter(None, _split_top_level(rest)):
-            key, eq, value = item.partition("=")
-            if not eq:
-                raise ValueError(f"model spec {text!r}: override {item!r} must be key=value")
-            overrides.append((key, _parse_value(value)))
-        return cls(name, tuple(overrides))
-
-    def build(self) -> nn.Module:
-        return create_model(self.name, **dict(self.overrides))
-
-
-def _split_top_level(text: str) -> list[str]:
-    """Split on commas outside parentheses: "a=1,block_config=(4,4,4)" -> ["a=1", "block_config=(4,4,4)"]."""
-    parts, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch in "(["
-        depth -= ch in ")]"
-        if ch == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    return parts + [cur]
-
-
-def _parse_value(v: str):
-    """A Python literal (int, float, bool, tuple, None) when it is one, else the string itself."""
-    import ast
-    try:
-        return ast.literal_eval(v)
-    except (ValueError, SyntaxError):
-        return v
+STATUSES = ("ok", "oom", "error", "skipped")
 
 
 @dataclass
@@ -91,35 +56,52 @@ class BenchSettings:
     modes: list[str] = field(default_factory=lambda: list(MODES))
     device: str = "cpu"
     channels_last: bool = False
-    bf16: bool = False          # CUDA only: bf16 autocast
-    repeats: int = 10           # timed samples per case (interleaved rounds)
+    bf16: bool = False          # bf16 autocast (CUDA; on CPU too, where the CPU supports it)
+    repeats: int = 10           # timed samples per case = interleaved rounds
     warmup: int = 3             # untimed calls per case first
     min_run_time: float = 1.0   # seconds of timing per case, split over its samples
     threads: int | None = None
+    time_cap_s: float | None = None   # stop starting new rounds / groups after this many seconds
+    profile: bool = True        # torch.profiler breakdown of each case (profile_steps steps)
+    profile_steps: int = 2
 
     def validate(self) -> None:
+        """ValueError naming the first bad setting; nothing is built or measured before this passes."""
+        if not isinstance(self.models, (list, tuple)) or not self.models:
+            raise ValueError(f"models must be a non-empty list of model specs, got {self.models!r}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device='cuda' but no CUDA device is available")
-        if self.bf16 and self.device != "cuda":
-            raise ValueError("bf16 autocast is measured on CUDA only (device='cuda')")
-        for m in self.modes:
-            if m not in MODES:
-                raise ValueError(f"modes must be among {', '.join(MODES)}; got {m!r}")
+        for name in ("channels_last", "bf16", "profile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not self.modes or any(m not in MODES for m in self.modes):
+            raise ValueError(f"modes must be among {', '.join(MODES)}; got {self.modes!r}")
         for name, values in (("batch_sizes", self.batch_sizes), ("input_sizes", self.input_sizes)):
-            if not values or any(not isinstance(v, int) or v < 1 for v in values):
+            if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
                 raise ValueError(f"{name} must be a non-empty list of positive integers, got {values!r}")
-        if self.repeats < 1 or self.warmup < 0:
-            raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {self.repeats}, {self.warmup}")
+        for name, low in (("repeats", 1), ("warmup", 0), ("profile_steps", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ValueError(f"threads must be a positive integer or None, got {self.threads!r}")
+        for name in ("min_run_time", "time_cap_s"):
+            v = getattr(self, name)
+            if v is None and name == "time_cap_s":
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"{name} must be a finite number of seconds > 0, got {v!r}")
+        from .densenet import min_input_size
         for text in self.models:
             spec = ModelSpec.parse(text)
-            from .models import model_config
-            cfg = model_config(spec.name, **dict(spec.overrides))  # ValueError for bad names/values
-            from .densenet import min_input_size
+            cfg = spec.config()                 # ValueError for bad names/values
             for size in self.input_sizes:
                 if size < min_input_size(cfg):
-                    raise ValueError(f"input size {size} is too small for {spec.label}: must be >= {min_input_size(cfg)}")
+                    raise ValueError(f"input size {size} is too small for {spec.label}: "
+                                     f"must be >= {min_input_size(cfg)}")
 
 
 def cpu_name() -> str:
@@ -148,6 +130,7 @@ def provenance(settings: BenchSettings) -> dict:
     info = {
         "device": torch.cuda.get_device_name(0) if dev == "cuda" else cpu_name(),
         "device_type": dev,
+        "device_memory_bytes": torch.cuda.get_device_properties(0).total_memory if dev == "cuda" else None,
         "cpu_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda if dev == "cuda" else None,
@@ -188,15 +171,117 @@ def _sample(fn, device: str, inner: int) -> float:
     return timer.timeit(inner).mean
 
 
-def _calibrate(fn, settings: BenchSettings) -> int:
-    """Calls per sample so that one sample lasts about min_run_time / repeats (at least one call)."""
-    for _ in range(settings.warmup):
-        fn()
-    if settings.device == "cuda":
+# --------------------------------------------------------------------------- where the time goes
+
+CATEGORIES = ("convolution", "batch norm", "ReLU", "concat/split", "pooling", "optimizer", "other")
+
+# Matched against an operator's name, then its parents' (innermost first): aten::empty inside
+# mkldnn_convolution is convolution time. Backward operators run inside autograd's
+# "evaluate_function: XBackward0", so they land with their forward operator's category; in particular
+# CatBackward0 holds the split of a concat's gradient *and* the sums of the gradients that a feature map
+# receives from every layer that read it (autograd adds them up as they arrive).
+_CATEGORY_PATTERNS = [
+    ("convolution", re.compile(r"conv", re.I)),
+    ("batch norm", re.compile(r"batch_?norm", re.I)),
+    ("ReLU", re.compile(r"relu|threshold|clamp_min", re.I)),
+    ("concat/split", re.compile(r"aten::(cat|_cat|concat|concatenate|split|split_with_sizes|chunk|narrow|"
+                                r"slice|unsafe_split)$|(Cat|Split|SplitWithSizes|Slice|Narrow|Unbind)Backward")),
+    ("pooling", re.compile(r"pool", re.I)),
+]
+
+
+def op_category(chain) -> str:
+    """The category of a profiled operator, given its name and its parents' names (innermost first).
+
+    Anything inside ``torch.optim``'s ``Optimizer.step``/``zero_grad`` is "optimizer"; otherwise the first
+    name in the chain that matches a pattern decides; "other" if none does (the classifier's matrix
+    multiply, the loss, autograd's bookkeeping).
+    """
+    chain = [chain] if isinstance(chain, str) else list(chain)
+    if any(name.startswith("Optimizer.") for name in chain):
+        return "optimizer"
+    for name in chain:
+        for category, pattern in _CATEGORY_PATTERNS:
+            if pattern.search(name):
+                return category
+    return "other"
+
+
+def profile_breakdown(fn, device: str = "cpu", steps: int = 2) -> dict:
+    """Seconds per call of ``fn`` in each of :data:`CATEGORIES`, from ``torch.profiler``.
+
+    Each of ``steps`` calls is profiled on its own and every category keeps its median over the calls, so
+    one call slowed by another process does not decide the picture. Operators' self times are summed,
+    so nothing is counted twice. On CUDA the clock is the GPU's (kernel time attributed to the operator
+    that launched it); on CPU it is the host's.
+
+    Returns ``{"clock", "steps", "total_s", "by_category_s", "top_other_s"}``; ``top_other_s`` names the
+    five largest operators left in "other", so an unclassified cost cannot hide there. The profiler adds
+    overhead per operator, so shares are what to read, not the absolute total.
+    """
+    fn()                                 # one untimed call: allocator and algorithm caches warm
+    if device == "cuda":
         torch.cuda.synchronize()
-    one = _sample(fn, settings.device, 1)
-    target = settings.min_run_time / max(settings.repeats, 1)
-    return max(1, int(target / max(one, 1e-9)))
+    per_step = [_profile_once(fn, device) for _ in range(steps)]
+    by_cat = {c: statistics.median(p[0][c] for p in per_step) for c in CATEGORIES}
+    other: dict[str, float] = {}
+    for _, ops, _ in per_step:
+        for name, sec in ops.items():
+            other[name] = other.get(name, 0.0) + sec / steps
+    top = dict(sorted(other.items(), key=lambda kv: -kv[1])[:5])
+    return {"clock": per_step[0][2], "steps": steps, "total_s": sum(by_cat.values()),
+            "by_category_s": by_cat, "top_other_s": top}
+
+
+def _profile_once(fn, device: str):
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities) as prof:
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+    events = [e for e in prof.events() if str(getattr(e, "device_type", "CPU")).endswith("CPU")]
+
+    def clock(e, on_device):
+        if not on_device:
+            return e.self_cpu_time_total
+        return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+
+    on_device = device == "cuda" and sum(clock(e, True) for e in events) > 0
+    by_cat = dict.fromkeys(CATEGORIES, 0.0)
+    other: dict[str, float] = {}
+    for e in events:
+        us = clock(e, on_device)
+        if not us:
+            continue
+        chain, p = [e.name], e.cpu_parent
+        while p is not None:
+            chain.append(p.name)
+            p = p.cpu_parent
+        cat = op_category(chain)
+        by_cat[cat] += us * 1e-6
+        if cat == "other":
+            other[e.name] = other.get(e.name, 0.0) + us * 1e-6
+    return by_cat, other, "device" if on_device else "cpu"
+
+
+def profile_model(model: str, mode: str = "train", batch: int = 2, input_size: int = 64, device: str = "cpu",
+                  steps: int = 3) -> dict:
+    """:func:`profile_breakdown` of one model spec's inference or training step, as a result-like row
+    (``model``, ``mode``, ``macs``, ``profile``) that :func:`plot_breakdown` draws."""
+    settings = BenchSettings(models=[model], batch_sizes=[batch], input_sizes=[input_size], modes=[mode],
+                             device=device, profile_steps=steps)
+    settings.validate()
+    case = _Case(ModelSpec.parse(model), batch, input_size, mode, settings)
+    return dict(model=case.spec.label, mode=mode, batch=batch, input_size=input_size,
+                macs=costs.analyze(case.spec.config(), input_size, batch=batch).macs,
+                profile=profile_breakdown(case.fn, device, steps))
+
+
+# --------------------------------------------------------------------------- one case
+
+def _tensor_bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
 
 
 class _Case:
@@ -204,6 +289,9 @@ class _Case:
 
     def __init__(self, spec: ModelSpec, batch: int, size: int, mode: str, settings: BenchSettings) -> None:
         self.spec, self.batch, self.size, self.mode = spec, batch, size, mode
+        self.settings = settings
+        self.times: list[float] = []
+        self.inner = 1
         dev = torch.device(settings.device)
         torch.manual_seed(0)
         fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
@@ -211,42 +299,78 @@ class _Case:
         cfg = self.model.config
         self.x = torch.randn(batch, cfg.in_channels, size, size, device=dev).to(memory_format=fmt)
         self.y = torch.randint(0, cfg.num_classes, (batch,), device=dev)
-        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if settings.bf16 else _null
-        model, x, y = self.model, self.x, self.y
-        if mode == "inference":
-            def fn():
-                model.eval()
-                with torch.no_grad(), self.autocast():
-                    model(x)
-        else:
-            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        self.opt = None
+        if mode == "train":
+            self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
 
-            def fn():
-                model.train()
-                opt.zero_grad(set_to_none=True)
-                with self.autocast():
-                    loss = nn.functional.cross_entropy(model(x), y)
-                loss.backward()
-                opt.step()
-        self.fn = fn
-        self.times: list[float] = []
+    def autocast(self):
+        if self.settings.bf16:
+            return torch.autocast(self.settings.device, dtype=torch.bfloat16)
+        return _null()
 
-    def row(self, settings: BenchSettings) -> dict:
-        row = {"model": self.spec.label, "name": self.spec.name, "overrides": dict(self.spec.overrides),
-               "batch": self.batch, "input_size": self.size, "mode": self.mode, **_summary(self.times)}
+    def fn(self) -> None:
+        model = self.model
+        if self.mode == "inference":
+            model.eval()
+            with torch.no_grad(), self.autocast():
+                model(self.x)
+            return
+        model.train()
+        self.opt.zero_grad(set_to_none=True)
+        with self.autocast():
+            loss = nn.functional.cross_entropy(model(self.x), self.y)
+        loss.backward()
+        self.opt.step()
+
+    def sample(self) -> float:
+        return _sample(self.fn, self.settings.device, self.inner)
+
+    def calibrate(self) -> None:
+        """Warm up, then set the calls per sample so one sample lasts about min_run_time / repeats."""
+        s = self.settings
+        for _ in range(s.warmup):
+            self.fn()
+        if s.device == "cuda":
+            torch.cuda.synchronize()
+        one = _sample(self.fn, s.device, 1)
+        self.inner = max(1, int(s.min_run_time / s.repeats / max(one, 1e-9)))
+
+    def resident_bytes(self) -> int:
+        """Memory this case holds between steps: weights, buffers, optimizer state, input and target."""
+        state = [t for st in (self.opt.state.values() if self.opt else []) for t in st.values()]
+        return _tensor_bytes([*self.model.parameters(), *self.model.buffers(), *state, self.x, self.y])
+
+    def cuda_peak_bytes(self) -> int:
+        """Peak memory of one step of this model alone: what the step allocates on top of what is already
+        there, plus what the case keeps resident (other models of the group are left out)."""
+        if self.opt:
+            self.opt.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        self.fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before + self.resident_bytes()
+
+    def row(self) -> dict:
+        s = self.settings
+        row = _base_row(self.spec, self.batch, self.size, self.mode)
+        row.update(status="ok", **_summary(self.times), rounds=len(self.times), calls_per_sample=self.inner)
         row["throughput_per_s"] = self.batch / row["median_s"]
-        report = costs.analyze(self.model.config, self.size, batch=self.batch)
-        row["params"], row["macs"] = report.params, report.macs
         if self.mode == "train":
             self.model.train()
             with self.autocast():
                 row["saved_activation_bytes"] = costs.saved_tensor_bytes(self.model, self.x)
-            if settings.device == "cuda":
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-                self.fn()
-                torch.cuda.synchronize()
-                row["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
+        if s.device == "cuda":
+            try:
+                row["cuda_peak_bytes"] = self.cuda_peak_bytes()
+            except Exception as err:                 # a failed extra never loses the timing
+                row["cuda_peak_error"] = _one_line(err)
+        if s.profile:
+            try:
+                row["profile"] = profile_breakdown(self.fn, s.device, s.profile_steps)
+            except Exception as err:
+                row["profile_error"] = _one_line(err)
         return row
 
 
@@ -258,70 +382,343 @@ class _null:
         return False
 
 
-def run(settings: BenchSettings, progress=print) -> dict:
-    """Measure every (model, input size, batch size, mode).
+def _base_row(spec: ModelSpec, batch: int, size: int, mode: str) -> dict:
+    row = {"model": spec.label, "name": spec.name, "overrides": dict(spec.overrides), "batch": batch,
+           "input_size": size, "mode": mode}
+    report = costs.analyze(spec.config(), size, batch=batch)
+    row["params"], row["macs"] = report.params, report.macs
+    return row
 
-    Repetitions are interleaved: each round times every case once, in an order rotated from round to
-    round, so a change in the machine's speed during the run (other load, clock changes) is spread over
-    all models instead of falling on whichever was measured at that moment.
+
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    text = " ".join(f"{type(err).__name__}: {err}".split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+_UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def _failure_row(spec, batch, size, mode, err: BaseException) -> dict:
+    """The row of a case that failed: "oom" (with the allocation that failed, when the message gives it)
+    or "error", and the error in one line."""
+    text = str(err)
+    oom = isinstance(err, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))) \
+        or "out of memory" in text.lower()
+    row = _base_row(spec, batch, size, mode)
+    row.update(status="oom" if oom else "error", message=_one_line(err))
+    m = re.search(r"Tried to allocate ([\d.]+) (B|KiB|MiB|GiB|TiB)", text)
+    if m:
+        row["memory_requested_bytes"] = int(float(m.group(1)) * _UNITS[m.group(2)])
+    return row
+
+
+def _free(device: str) -> None:
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
+# --------------------------------------------------------------------------- a run
+
+def _groups(settings: BenchSettings) -> list[tuple[int, int, str]]:
+    """Comparison groups: the models of one group are timed in the same interleaved rounds."""
+    return [(size, batch, mode) for size in settings.input_sizes for batch in settings.batch_sizes
+            for mode in settings.modes]
+
+
+def _key(row: dict) -> tuple:
+    return (row["model"], row["input_size"], row["batch"], row["mode"])
+
+
+_RESUMABLE = ("models", "batch_sizes", "input_sizes", "modes", "device", "channels_last", "bf16", "repeats",
+              "warmup", "min_run_time", "profile", "profile_steps")
+
+
+def check_output(out, resume: bool = False, overwrite: bool = False, settings: BenchSettings | None = None):
+    """Check the result path before anything is measured; return the earlier result when resuming.
+
+    An existing file is never overwritten unless ``overwrite``; with ``resume`` it must be a valid result of
+    the same settings (its finished cases are then skipped).
+    """
+    path = pathlib.Path(out)
+    if resume and overwrite:
+        raise ValueError("resume=True (--resume) and overwrite=True (--overwrite) contradict each other; "
+                         "choose one")
+    if path.is_dir():
+        raise ValueError(f"--out {path}: is a folder; give a file name such as {path / 'bench.json'}")
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--out {path}: cannot create its folder ({err.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {path}: folder {folder} is not writable")
+    if not path.exists():
+        return None
+    if resume:
+        earlier = load_results(path)
+        if settings is not None:
+            now = asdict(settings)
+            diff = [k for k in _RESUMABLE if earlier["settings"].get(k) != now.get(k)]
+            if diff:
+                raise ValueError(f"--out {path}: holds a run with other settings ({', '.join(diff)}); "
+                                 "resume with the same settings or choose another file")
+        return earlier
+    if not overwrite:
+        raise ValueError(f"--out {path}: exists; pass resume=True (--resume) to continue that run or "
+                         "overwrite=True (--overwrite) to replace it")
+    return None
+
+
+def run(settings: BenchSettings, progress=print, out=None, resume: bool = False,
+        overwrite: bool = False) -> dict:
+    """Measure every (model, input size, batch size, mode); return the result (and write it to ``out``).
+
+    Models are compared within a group (one input size, batch size and mode): the group's models are
+    built, calibrated, timed in ``repeats`` interleaved rounds (each round times every model once, in an
+    order rotated from round to round), then each model's extras (activation bytes, CUDA peak, profile)
+    are measured, its row is written, and it is freed before the next group is built. Timing the group's
+    models in the same rounds is what pairs their repetitions; only one model's step runs at a time, so
+    a group needs the memory of one step plus every model's weights.
+
+    A case that raises (out of memory or anything else) is recorded with its status and message, freed,
+    and the others go on. ``settings.time_cap_s`` is shared out: each group gets an equal part of the
+    time left when it starts and stops its rounds there (its rows say how many rounds they have, at least
+    two); groups that cannot start before the cap are marked "skipped". ``progress``: a function taking one
+    line (``print``), ``"tqdm"`` for a progress bar, or None.
     """
     settings.validate()
+    earlier = check_output(out, resume, overwrite, settings) if out is not None else None
     if settings.threads:
         torch.set_num_threads(settings.threads)
     if settings.device == "cuda":
         torch.backends.cudnn.benchmark = True
-    result = {"schema": SCHEMA, "provenance": provenance(settings), "settings": asdict(settings), "results": []}
-    cases = [_Case(ModelSpec.parse(text), batch, size, mode, settings)
-             for text in settings.models for size in settings.input_sizes
-             for batch in settings.batch_sizes for mode in settings.modes]
-    inner = [_calibrate(case.fn, settings) for case in cases]
-    for rep in range(settings.repeats):
-        shift = rep % len(cases)
-        for i in list(range(shift, len(cases))) + list(range(shift)):
-            cases[i].times.append(_sample(cases[i].fn, settings.device, inner[i]))
-    for case in cases:
-        row = case.row(settings)
-        row["calls_per_sample"] = inner[cases.index(case)]
+    start = time.monotonic()
+    deadline = start + settings.time_cap_s if settings.time_cap_s else math.inf
+    result = {"schema": SCHEMA, "provenance": provenance(settings), "settings": asdict(settings),
+              "results": []}
+    done = {}
+    if earlier is not None:
+        result["resumed_from"] = earlier["provenance"]
+        done = {_key(r): r for r in earlier["results"] if r.get("status", "ok") != "skipped"}
+    say = progress if callable(progress) else (lambda line: None)
+    bar = None
+    if progress == "tqdm":
+        from tqdm.auto import tqdm
+        labels = [ModelSpec.parse(m).label for m in settings.models]
+        pending = [g for g in _groups(settings) if not all((label, *g) in done for label in labels)]
+        bar = tqdm(total=len(pending) * len(labels) * settings.repeats, unit="sample", desc="bench")
+
+    def emit(row):
         result["results"].append(row)
-        if progress:
-            progress(f"{case.spec.label:45s} {case.mode:9s} batch {case.batch:3d} {case.size}px: "
-                     f"{row['median_s'] * 1000:9.2f} ms (IQR {row['iqr_s'] * 1000:.2f})")
-    del cases
-    if settings.device == "cuda":
-        torch.cuda.empty_cache()
+        if out is not None:
+            save_results(result, out)
+
+    groups = _groups(settings)
+    for g, (size, batch, mode) in enumerate(groups):
+        specs = [ModelSpec.parse(m) for m in settings.models]
+        if all((s.label, size, batch, mode) in done for s in specs):
+            for spec in specs:
+                emit(done[(spec.label, size, batch, mode)])
+            continue
+        todo = specs     # a group cut short is measured again whole: its rows must share their rounds
+        if time.monotonic() > deadline:
+            for spec in todo:
+                row = _base_row(spec, batch, size, mode)
+                row.update(status="skipped", message=f"time cap of {settings.time_cap_s:g} s reached")
+                emit(row)
+            continue
+        if bar is not None:
+            bar.set_description(f"{mode} batch {batch} {size}px")
+        now = time.monotonic()     # each group left gets an equal share of the time left
+        _run_group(todo, batch, size, mode, settings, now + (deadline - now) / (len(groups) - g), emit, say, bar)
+    if bar is not None:
+        bar.close()
+    result["provenance"]["elapsed_s"] = round(time.monotonic() - start, 1)
+    if out is not None:
+        save_results(result, out)
     return result
+
+
+def _run_group(specs, batch, size, mode, settings, deadline, emit, say, bar) -> None:
+    failed, cases = [], []
+
+    def fail(spec, err, case=None):
+        failed.append(_failure_row(spec, batch, size, mode, err))
+        if case is not None:            # drop its tensors now, not when the round's list goes away
+            case.model = case.x = case.y = case.opt = None
+
+    for spec in specs:
+        case = None
+        try:
+            case = _Case(spec, batch, size, mode, settings)
+            case.calibrate()
+            cases.append(case)
+        except Exception as err:        # out of memory, or anything else: this case only
+            fail(spec, err, case)
+            if bar is not None:
+                bar.update(settings.repeats)
+        case = None
+        _free(settings.device)
+    for rep in range(settings.repeats):
+        if rep >= 2 and time.monotonic() > deadline:
+            if bar is not None:
+                bar.update(len(cases) * (settings.repeats - rep))
+            break
+        shift = rep % max(len(cases), 1)
+        for case in cases[shift:] + cases[:shift]:
+            try:
+                case.times.append(case.sample())
+            except Exception as err:
+                cases.remove(case)
+                fail(case.spec, err, case)
+                _free(settings.device)
+            if bar is not None:
+                bar.update(1)
+    for row in failed:
+        emit(row)
+        say(f"{row['model']:45s} {mode:9s} batch {batch:3d} {size}px: {row['status']}: {row['message']}")
+    while cases:
+        case = cases.pop(0)
+        try:
+            row = case.row()
+        except Exception as err:
+            row = _failure_row(case.spec, batch, size, mode, err)
+        case = None
+        _free(settings.device)
+        emit(row)
+        if row["status"] == "ok":
+            say(f"{row['model']:45s} {mode:9s} batch {batch:3d} {size}px: {row['median_s'] * 1000:9.2f} ms "
+                f"(IQR {row['iqr_s'] * 1000:.2f}, {row['rounds']} rounds)")
+
+
+# --------------------------------------------------------------------------- cost of a run, before it runs
+
+def estimate_seconds(settings: BenchSettings) -> float:
+    """The expected wall time of :func:`run`, printed before a long run starts.
+
+    Seconds per multiply-add are measured on the first model, one mode at a time (two warm-up calls, then
+    one timed call at the first batch and input size); every case's step is then predicted from its
+    multiply-adds, and its cost is its warm-up and calibration calls, its timed samples (at least
+    ``min_run_time``) and its extras. Rough (fixed costs do not scale with multiply-adds), but it says
+    whether a run takes one minute or one hour. Capped by ``time_cap_s`` plus the extras of a last group.
+    """
+    settings.validate()
+    first = ModelSpec.parse(settings.models[0])
+    batch, size = settings.batch_sizes[0], settings.input_sizes[0]
+    per_mac = {}
+    for mode in settings.modes:
+        case = _Case(first, batch, size, mode, settings)
+        for _ in range(2):
+            case.fn()
+        per_mac[mode] = _sample(case.fn, settings.device, 1) / costs.analyze(first.config(), size,
+                                                                            batch=batch).macs
+        del case
+        _free(settings.device)
+    extra_calls = settings.warmup + 1 + (settings.profile_steps + 1 if settings.profile else 0) + 1
+    total = 0.0
+    for size, batch, mode in _groups(settings):
+        for text in settings.models:
+            step = per_mac[mode] * costs.analyze(ModelSpec.parse(text).config(), size, batch=batch).macs
+            total += 0.5 + step * extra_calls + max(settings.repeats * step, settings.min_run_time)
+    if settings.time_cap_s:
+        total = min(total, settings.time_cap_s * 1.2)
+    return total
+
+
+# --------------------------------------------------------------------------- settings of the committed runs
+
+VARIANTS = [f"cspdensenet121:fusion={f},part_ratio={r}" for f in ("csp", "first", "last")
+            for r in (0.25, 0.5, 0.75)]
+DENSENET121_GROUP = ["densenet121", "densenet121:memory_efficient=True", *VARIANTS]
+PRESETS = {
+    # 60 rounds: enough to resolve a 5 % difference in the time ratio on a quiet 2-core machine; see
+    # chapter 6 for the widths this machine actually gave.
+    "cpu": dict(models=DENSENET121_GROUP, batch_sizes=[4], input_sizes=[128], modes=["inference", "train"],
+                device="cpu", repeats=60, warmup=2, min_run_time=3.0, profile_steps=3),
+    "gpu": dict(models=DENSENET121_GROUP, batch_sizes=[64], input_sizes=[224], modes=["inference", "train"],
+                device="cuda", repeats=30, warmup=5, min_run_time=0.6, profile_steps=1),
+    "gpu201": dict(models=["densenet201", "cspdensenet201:fusion=csp,part_ratio=0.5",
+                           "cspdensenet201:fusion=last,part_ratio=0.5"],
+                   batch_sizes=[64], input_sizes=[224], modes=["inference", "train"], device="cuda",
+                   repeats=30, warmup=5, min_run_time=0.6, profile_steps=1),
+    "smoke": dict(models=["densenet_cifar:growth_rate=4", "cspdensenet_cifar:growth_rate=4,fusion=last"],
+                  batch_sizes=[2], input_sizes=[16], modes=["inference", "train"], device="cpu", repeats=2,
+                  warmup=0, min_run_time=0.01, profile_steps=1, threads=1),
+}
+
+
+def fitting_batch(models, input_size: int, memory_bytes: int, candidates=(16, 32, 64, 128),
+                  share: float = 0.5, bf16: bool = False) -> int:
+    """The largest batch among ``candidates`` whose training step fits in ``share`` of ``memory_bytes``.
+
+    A step needs the activations saved for backward (measured exactly at batch 1 on the CPU, times the
+    batch; bf16 halves them), half as much again for the gradients in flight, and every model's weights,
+    gradients and momentum (a group keeps all its models resident). A T4 (15 GiB) gets 32 for the
+    DenseNet-121 group at 224 x 224; an H100 or H200 gets 128 (the largest candidate).
+    """
+    if isinstance(memory_bytes, bool) or not isinstance(memory_bytes, int) or memory_bytes <= 0:
+        raise ValueError(f"memory_bytes must be a positive integer, got {memory_bytes!r}")
+    per_sample, weights = 0, 0
+    for text in models:
+        spec = ModelSpec.parse(text)
+        model = spec.build().train()
+        x = torch.zeros(1, model.config.in_channels, input_size, input_size)
+        per_sample = max(per_sample, costs.saved_tensor_bytes(model, x))
+        weights += 3 * _tensor_bytes(list(model.parameters()))
+        del model
+    per_sample = per_sample * (0.5 if bf16 else 1.0) * 1.5
+    fits = [b for b in candidates if weights + b * per_sample <= share * memory_bytes]
+    return max(fits) if fits else min(candidates)
+
+
+def sized_preset(name: str, memory_bytes: int | None = None) -> dict:
+    """A GPU preset with its batch size chosen by :func:`fitting_batch` for the device's memory (the
+    current CUDA device's when ``memory_bytes`` is None). Other presets are returned as they are."""
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {name!r}")
+    preset = dict(PRESETS[name])
+    if preset["device"] != "cuda":
+        return preset
+    if memory_bytes is None:
+        if not torch.cuda.is_available():
+            return preset
+        memory_bytes = torch.cuda.get_device_properties(0).total_memory
+    batch = fitting_batch(preset["models"], preset["input_sizes"][0], memory_bytes,
+                          bf16=preset.get("bf16", False))
+    preset["batch_sizes"] = [batch]
+    return preset
 
 
 # --------------------------------------------------------------------------- result files
 
 def save_results(result: dict, path) -> pathlib.Path:
-    """Write atomically: a temporary file in the same folder, then a rename. Never a half-written file."""
+    """Write atomically and durably (a temporary file, fsync, rename). Never a half-written file."""
     validate_results(result, "<in memory>")
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, json.dumps(result, indent=1, allow_nan=False) + "\n")
 
 
-_REQUIRED_ROW = {"model": str, "name": str, "batch": int, "input_size": int, "mode": str, "median_s": float,
-                 "iqr_s": float, "reps_s": list, "params": int, "macs": int}
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+_POSITIVE_COUNTS = ("batch", "input_size", "params", "macs", "saved_activation_bytes", "cuda_peak_bytes",
+                    "calls_per_sample", "rounds", "memory_requested_bytes")
 
 
 def validate_results(result, source) -> dict:
-    """Check a result's structure; ValueError naming the source and the first problem found."""
+    """Check a result's structure and values; ValueError naming the source, the row and the field."""
     def bad(problem):
         raise ValueError(f"{source}: {problem}")
     if not isinstance(result, dict):
         bad("not a JSON object")
-    if result.get("schema") != SCHEMA:
+    if result.get("schema") not in READABLE_SCHEMAS:
         bad(f"schema is {result.get('schema')!r}, expected {SCHEMA!r}")
     prov = result.get("provenance")
     if not isinstance(prov, dict) or not all(k in prov for k in ("device", "torch", "date", "command")):
@@ -330,33 +727,65 @@ def validate_results(result, source) -> dict:
     if not isinstance(rows, list) or not rows:
         bad("no results")
     for i, row in enumerate(rows):
+        where = f"results[{i}]"
         if not isinstance(row, dict):
-            bad(f"results[{i}] is not an object")
-        for key, typ in _REQUIRED_ROW.items():
-            value = row.get(key)
-            ok = isinstance(value, typ) or (typ is float and isinstance(value, int) and not isinstance(value, bool))
-            if not ok:
-                bad(f"results[{i}].{key} is missing or not a {typ.__name__} (got {value!r})")
+            bad(f"{where} is not an object")
+        for key in ("model", "name", "mode"):
+            if not isinstance(row.get(key), str):
+                bad(f"{where}.{key} is missing or not a string (got {row.get(key)!r})")
         if row["mode"] not in MODES:
-            bad(f"results[{i}].mode is {row['mode']!r}, expected one of {MODES}")
-        if not row["reps_s"] or any(not isinstance(t, (int, float)) or t <= 0 for t in row["reps_s"]):
-            bad(f"results[{i}].reps_s must be a non-empty list of positive times")
-        if not (min(row["reps_s"]) <= row["median_s"] <= max(row["reps_s"])):
-            bad(f"results[{i}].median_s {row['median_s']} is not within its repetitions")
+            bad(f"{where}.mode is {row['mode']!r}, expected one of {MODES}")
+        status = row.get("status", "ok")
+        if status not in STATUSES:
+            bad(f"{where}.status is {status!r}, expected one of {STATUSES}")
+        for key in _POSITIVE_COUNTS:
+            if key in row or key in ("batch", "input_size", "params", "macs"):
+                v = row.get(key)
+                if not _is_int(v) or v <= 0:
+                    bad(f"{where}.{key} must be a positive integer (got {v!r})")
+        if status != "ok":
+            if not isinstance(row.get("message"), str):
+                bad(f"{where}.message must say why the case has status {status!r}")
+            continue
+        for key in ("median_s", "iqr_s", "throughput_per_s", "min_s"):
+            if key in row or key in ("median_s", "iqr_s"):
+                v = row.get(key)
+                if not _is_num(v) or v < 0 or (key != "iqr_s" and v == 0):
+                    bad(f"{where}.{key} must be a finite number of seconds"
+                        f"{' >= 0' if key == 'iqr_s' else ' > 0'} (got {v!r})")
+        reps = row.get("reps_s")
+        if not isinstance(reps, list) or not reps or any(not _is_num(t) or t <= 0 for t in reps):
+            bad(f"{where}.reps_s must be a non-empty list of positive finite times")
+        if not (min(reps) <= row["median_s"] <= max(reps)):
+            bad(f"{where}.median_s {row['median_s']} is not within its repetitions")
+        prof = row.get("profile")
+        if prof is not None:
+            cats = prof.get("by_category_s") if isinstance(prof, dict) else None
+            if not isinstance(cats, dict) or any(k not in CATEGORIES or not _is_num(v) or v < 0
+                                                 for k, v in cats.items()):
+                bad(f"{where}.profile.by_category_s must map {', '.join(CATEGORIES)} to finite seconds >= 0")
     return result
 
 
 def load_results(path) -> dict:
-    """Read and validate a result file. A truncated or hand-broken file is a ValueError naming it."""
+    """Read and validate a result file. A truncated, hand-broken or impossible file is a ValueError naming it."""
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a result file")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ValueError(f"{path}: no such result file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 text file, so not a result file") from None
+    except OSError as err:
+        raise ValueError(f"{path}: cannot be read ({err.strerror})") from None
     try:
         result = json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON (truncated or edited by hand?): {err}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: nested too deeply to be a result file") from None
     return validate_results(result, path)
 
 
@@ -373,45 +802,161 @@ def committed_results(pattern: str = "*.json") -> list[pathlib.Path]:
 
 # --------------------------------------------------------------------------- analysis
 
-def speedups(result: dict, baseline: str) -> list[dict]:
-    """For every (mode, batch, size), each model's speedup over ``baseline`` and its multiply-add reduction.
+def paired_bootstrap(times_s, base_s, n_boot: int = 2000, level: float = 0.95, seed: int = 0):
+    """The time ratio of a model to its baseline, ``(estimate, low, high)``, with a percentile-bootstrap
+    interval.
 
-    ``realised`` = (speedup - 1) / (MAC reduction factor - 1): 1.0 means the FLOP cut is fully realised
-    as time, 0 means none of it. Also reported: ``speedup / mac_ratio`` as the issue defines it
-    (time_base/time_model divided by macs_base/macs_model).
+    ``times_s[k]`` and ``base_s[k]`` come from the same interleaved round ``k``, so the estimate is the
+    median of the per-round ratios and the bootstrap resamples whole rounds (one index for both models):
+    a slow round slows both and cancels in its ratio. Given repetitions of different lengths (not from one
+    run) the pairs do not exist: the ratio of medians, each resampled on its own.
+    """
+    a, b = np.asarray(times_s, dtype=float), np.asarray(base_s, dtype=float)
+    if a.size == 0 or b.size == 0 or not (np.all(a > 0) and np.all(b > 0)):
+        raise ValueError("times_s and base_s must be non-empty lists of positive times")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    rng = np.random.default_rng(seed)
+    q = [(1 - level) / 2, (1 + level) / 2]
+    if a.size == b.size:
+        r = a / b
+        boots = np.median(r[rng.integers(0, r.size, (n_boot, r.size))], axis=1)
+        est = float(np.median(r))
+    else:
+        boots = (np.median(a[rng.integers(0, a.size, (n_boot, a.size))], axis=1)
+                 / np.median(b[rng.integers(0, b.size, (n_boot, b.size))], axis=1))
+        est = float(np.median(a) / np.median(b))
+    lo, hi = np.quantile(boots, q)
+    return est, float(min(lo, est)), float(max(hi, est))
+
+
+def realised_fraction(time_ratio: float, mac_ratio: float):
+    """The share of the multiply-add cut that the time realises: (1 - t/t_base) / (1 - m/m_base).
+
+    1 means the time falls exactly as the multiply-adds do, 0 that it does not fall at all, below 0 that it
+    rises. None when the multiply-adds do not change (the fraction of no cut is undefined).
+    """
+    if mac_ratio == 1:
+        return None
+    return (1 - time_ratio) / (1 - mac_ratio)
+
+
+MIN_ROUNDS = 10   # below this a bootstrap interval is too coarse to carry a verdict
+
+
+def verdict(low: float, high: float, rounds: int = MIN_ROUNDS) -> str:
+    """What a time-ratio interval lets us say about a model against the baseline on this machine."""
+    if rounds < MIN_ROUNDS:
+        return f"too few rounds (< {MIN_ROUNDS})"
+    if low <= 1.0 <= high:
+        return "not distinguishable"
+    return "faster" if high < 1.0 else "slower"
+
+
+def speedups(result: dict, baseline: str, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> list[dict]:
+    """Every measured model against ``baseline`` in the same (mode, batch, input size), in run order.
+
+    Each row: ``model, mode, batch, input_size, rounds, paired``;
+    ``time_ratio`` (t / t_base, the median of the paired per-round ratios) with ``time_ratio_lo/_hi``
+    (bootstrap interval at ``level``) and ``verdict`` ("faster", "slower", "not distinguishable": the
+    interval contains 1); ``mac_ratio`` (m / m_base, exact) and ``macs_change_pct``;
+    ``realised`` = (1 - time_ratio) / (1 - mac_ratio) with ``realised_lo/_hi`` (None where the multiply-adds
+    do not change); ``speedup`` = 1 / time_ratio and ``time_change_pct``; and, where both rows have them,
+    ``activation_ratio``/``activation_change_pct`` (exact) and ``peak_memory_ratio``/
+    ``peak_memory_change_pct`` (CUDA). Rows that did not run (status not "ok") are listed with their
+    status and message and no numbers.
     """
     rows = result["results"]
-    base = {(r["mode"], r["batch"], r["input_size"]): r for r in rows if r["model"] == baseline}
+    base = {(r["mode"], r["batch"], r["input_size"]): r for r in rows
+            if r["model"] == baseline and r.get("status", "ok") == "ok"}
     out = []
     for r in rows:
         b = base.get((r["mode"], r["batch"], r["input_size"]))
         if b is None or r["model"] == baseline:
             continue
-        speedup = b["median_s"] / r["median_s"]
-        mac_ratio = b["macs"] / r["macs"]
         entry = dict(model=r["model"], mode=r["mode"], batch=r["batch"], input_size=r["input_size"],
-                     speedup=speedup, mac_reduction=mac_ratio, speedup_per_mac_reduction=speedup / mac_ratio,
-                     macs_change_pct=100 * (r["macs"] / b["macs"] - 1),
-                     time_change_pct=100 * (r["median_s"] / b["median_s"] - 1))
-        if "saved_activation_bytes" in r and "saved_activation_bytes" in b:
-            entry["activation_change_pct"] = 100 * (r["saved_activation_bytes"] / b["saved_activation_bytes"] - 1)
-        if "cuda_peak_allocated_bytes" in r and "cuda_peak_allocated_bytes" in b:
-            entry["peak_memory_change_pct"] = 100 * (r["cuda_peak_allocated_bytes"] / b["cuda_peak_allocated_bytes"] - 1)
+                     status=r.get("status", "ok"), mac_ratio=r["macs"] / b["macs"],
+                     macs_change_pct=100 * (r["macs"] / b["macs"] - 1))
+        if entry["status"] != "ok":
+            entry["message"] = r.get("message")
+            out.append(entry)
+            continue
+        est, lo, hi = paired_bootstrap(r["reps_s"], b["reps_s"], n_boot, level, seed)
+        rounds = min(len(r["reps_s"]), len(b["reps_s"]))
+        entry.update(time_ratio=est, time_ratio_lo=lo, time_ratio_hi=hi, verdict=verdict(lo, hi, rounds),
+                     rounds=rounds,
+                     paired=len(r["reps_s"]) == len(b["reps_s"]), speedup=1 / est,
+                     time_change_pct=100 * (est - 1))
+        ends = [realised_fraction(t, entry["mac_ratio"]) for t in (est, lo, hi)]
+        entry["realised"] = ends[0]
+        entry["realised_lo"] = None if ends[0] is None else min(ends[1:])
+        entry["realised_hi"] = None if ends[0] is None else max(ends[1:])
+        for key, name in (("saved_activation_bytes", "activation"), ("cuda_peak_bytes", "peak_memory")):
+            if key in r and key in b:
+                entry[f"{name}_ratio"] = r[key] / b[key]
+                entry[f"{name}_change_pct"] = 100 * (r[key] / b[key] - 1)
         out.append(entry)
     return out
 
 
-# Settings of the committed runs (the GPU script and `bench --preset`).
-VARIANTS = [f"cspdensenet121:fusion={f},part_ratio={r}" for f in ("csp", "first", "last") for r in (0.25, 0.5, 0.75)]
-PRESETS = {
-    "cpu": dict(models=["densenet121", "densenet121:memory_efficient=True", *VARIANTS],
-                batch_sizes=[4], input_sizes=[128], modes=["inference", "train"], device="cpu", repeats=15,
-                warmup=2, min_run_time=3.0),
-    "gpu": dict(models=["densenet121", "densenet121:memory_efficient=True", "densenet169", "densenet201",
-                        *VARIANTS, "cspdensenet169", "cspdensenet201"],
-                batch_sizes=[32, 128], input_sizes=[224], modes=["inference", "train"], device="cuda",
-                repeats=20, warmup=5, min_run_time=1.0),
-    "smoke": dict(models=["densenet_cifar:growth_rate=4", "cspdensenet_cifar:growth_rate=4,fusion=last"],
-                  batch_sizes=[2], input_sizes=[16],
-                  modes=["inference", "train"], device="cpu", repeats=2, warmup=0, min_run_time=0.01),
-}
+def short_label(model: str) -> str:
+    """``cspdensenet121:fusion=csp,part_ratio=0.5`` -> ``csp 0.5``; other labels unchanged."""
+    if ":" not in model:
+        return model
+    name, rest = model.split(":", 1)
+    if name.startswith("csp"):
+        return rest.replace("fusion=", "").replace(",part_ratio=", " ")
+    return f"{name} ({rest})"
+
+
+# --------------------------------------------------------------------------- figures
+
+def plot_time_ratios(rows: list[dict], ax=None, title: str = ""):
+    """Time ratio against the baseline with its interval, one line per model, for one mode; the multiply-add
+    ratio beside it (where the time would be if the cut were fully realised). Models whose interval
+    contains 1 are drawn grey: not distinguishable from the baseline."""
+    import matplotlib.pyplot as plt
+    rows = [r for r in rows if r.get("status", "ok") == "ok"]
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 0.35 * len(rows) + 1.2))
+    colors = {"faster": "#1b7837", "slower": "#b2182b", "not distinguishable": "#999999"}
+    color = [colors.get(r["verdict"], "#cccccc") for r in rows]
+    for y, r in enumerate(rows):
+        est, lo, hi = r["time_ratio"], r["time_ratio_lo"], r["time_ratio_hi"]
+        ax.errorbar(est, y, xerr=[[est - lo], [hi - est]], fmt="o", color=color[y], capsize=3,
+                    ms=4, zorder=3)
+        ax.plot(r["mac_ratio"], y, marker="|", color="black", ms=10, mew=1.5, zorder=2)
+    ax.axvline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_yticks(range(len(rows)), [short_label(r["model"]) for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("time / DenseNet's time (95 % interval); | = multiply-adds / DenseNet's")
+    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=v) for v, c in colors.items()]
+    ax.legend(handles=handles, frameon=False, fontsize=7, loc="best")
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+CATEGORY_COLORS = dict(zip(CATEGORIES, ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860",
+                                        "#bbbbbb"]))
+
+
+def plot_breakdown(rows: list[dict], ax=None, title: str = "", share: bool = False):
+    """Stacked bars: where a step's time goes, by operator category, one bar per result row with a
+    profile (milliseconds per step on the profiler's clock, or with ``share`` the fraction of the step)."""
+    import matplotlib.pyplot as plt
+    rows = [r for r in rows if r.get("profile")]
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
+    left = [0.0] * len(rows)
+    for cat in CATEGORIES:
+        vals = []
+        for r in rows:
+            p = r["profile"]
+            v = p["by_category_s"].get(cat, 0.0)
+            vals.append(v / p["total_s"] if share else 1000 * v)
+        ax.barh(range(len(rows)), vals, left=left, color=CATEGORY_COLORS[cat], label=cat, height=0.7)
+        left = [a + b for a, b in zip(left, vals)]
+    ax.set_yticks(range(len(rows)), [f"{short_label(r['model'])}, {r['mode']}" for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("share of the step" if share else "ms per step (profiler's clock)")
+    ax.legend(frameon=False, fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    ax.set_title(title, fontsize=10)
+    return fig

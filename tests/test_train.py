@@ -140,6 +140,7 @@ def test_global_batches_are_seeded_full_and_disjoint():
     assert not torch.equal(batches[0], tr.global_batches(100, 32, 3, 2)[0])
 
 
+@pytest.mark.slow
 def test_two_processes_train_the_same_model_as_one(tmp_path):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
     args = ["-m", "cspnet_lab", "train", "--model", TINY, "--image-size", "8", "--epochs", "1", "--max-steps", "3",
