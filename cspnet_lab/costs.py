@@ -192,19 +192,25 @@ def _load_config(config_or_name, overrides) -> DenseNetConfig:
     return config_or_name
 
 
-def analyze(config_or_name, input_size=224, batch: int = 1, **overrides) -> CostReport:
+def analyze(config_or_name, input_size=224, batch: int = 1, *, plans=None, **overrides) -> CostReport:
     """Parameters and multiply-adds of every layer, from the config alone (no model is built).
 
     ``config_or_name``: a DenseNetConfig / CSPDenseNetConfig, or a preset name (with ``overrides``).
     Raises ValueError for an input too small for the network's downsampling. With ``pool_first`` a
     transition's 1x1 conv runs at the pooled resolution; where it pools is read off ``StagePlan.pool``.
+    ``plans``: stage plans to count instead of ``config.stages()`` (the forms the package does not
+    build: :func:`pool_paths`, :func:`split_rounded_up`); each must pool where the config's does.
     """
     start = time.perf_counter()
     batch = _checks.positive_int("batch", batch)
     config = _load_config(config_or_name, overrides)
     h, w = _pair(input_size)
     hs, ws = feature_sizes(config, h), feature_sizes(config, w)  # ValueError for a too small input
-    plans = config.stages()
+    if plans is None:
+        plans = config.stages()
+    elif [p.downsample for p in plans] != [p.downsample for p in config.stages()]:
+        raise ValueError(f"plans must have one plan per stage ({len(config.block_config)}), each "
+                         f"pooling where the config's stage pools")
     csp = any(p.fusion for p in plans)
     rows, c0 = _Rows(batch), config.num_init_features
     stem_hw = (hs[0], ws[0])
@@ -234,7 +240,10 @@ def analyze(config_or_name, input_size=224, batch: int = 1, **overrides) -> Cost
         if plan.transition_channels:
             name = f"features.stage{i}.transition" if csp else f"features.transition{i}"
             conv_hw = pooled if pool_first and plan.pool == "transition" else hw
-            rows.transition(name, plan.concat_channels, plan.transition_channels, (hw, conv_hw),
+            bn_hw = hw
+            if plan.pool == "paths":    # csp with both paths pooled (pool_paths): the concat is pooled
+                bn_hw = conv_hw = pooled
+            rows.transition(name, plan.concat_channels, plan.transition_channels, (bn_hw, conv_hw),
                             stage=stage, part="transition")
     c_out = plans[-1].out_channels
     head = dict(stage="head", part="head")
@@ -244,6 +253,52 @@ def analyze(config_or_name, input_size=224, batch: int = 1, **overrides) -> Cost
                                c_out * config.num_classes + config.num_classes,
                                batch * c_out * config.num_classes, **head))
     return CostReport(config, (h, w), batch, rows.rows, plans, time.perf_counter() - start)
+
+
+def pool_paths(config_or_name, input_size=224, batch: int = 1, **overrides) -> CostReport:
+    """The cost of a csp model whose stages pool both paths before the concat, as fusion last does:
+    the dense transition pools and the skip part is pooled, so the transition after the concat runs
+    at a quarter of the pixels. The package builds no such model (its csp pools in the transition
+    after the concat); this counts one. Not the same function: the transition's BN and ReLU then see
+    pooled values. ValueError unless the config has ``fusion="csp"``.
+    """
+    from dataclasses import replace
+
+    config = _load_config(config_or_name, overrides)
+    if getattr(config, "fusion", None) != "csp":
+        raise ValueError(f"config_or_name must be a CSPDenseNet config with fusion='csp', got "
+                         f"fusion={getattr(config, 'fusion', None)!r}")
+    plans = [replace(p, pool="paths") if p.pool == "transition" else p for p in config.stages()]
+    return analyze(config, input_size, batch, plans=plans)
+
+
+def split_rounded_up(config_or_name, input_size=224, batch: int = 1, **overrides) -> CostReport:
+    """The cost of a CSP model whose splits round the other way: the skip part gets
+    floor((1 - part_ratio) x c) channels and the dense part the rest, so an odd half split gives its
+    extra channel to the dense part (:func:`cspnet_lab.csp.split_channels` gives it to the skip part).
+    Every width after the split follows the config's own rules. ValueError for a config without a
+    split, or one that this rounding leaves with an empty path.
+    """
+    from dataclasses import replace
+
+    config = _load_config(config_or_name, overrides)
+    if getattr(config, "fusion", None) is None:
+        raise ValueError("config_or_name must be a CSPDenseNet config (one with a split)")
+    plans, c, last = [], config.num_init_features, len(config.block_config)
+    for p in config.stages():
+        skip = _checks.scaled_channels(c, 1 - config.part_ratio)
+        dense = c - skip
+        if skip < 1 and config.part_ratio < 1.0:
+            raise ValueError(f"part_ratio={config.part_ratio} rounded up leaves stage {p.index}'s skip "
+                             f"part ({c} channels in) empty")
+        d_out = dense + p.num_layers * p.growth_rate
+        td = config._dense_transition_width(p.index, c, skip, d_out, p.index == last)
+        t = None if p.transition_channels is None else \
+            config._transition_width(skip + (td or d_out), f"stage {p.index}'s transition")
+        plans.append(replace(p, in_channels=c, skip_channels=skip, dense_channels=dense,
+                             dense_transition_channels=td, transition_channels=t))
+        c = plans[-1].out_channels
+    return analyze(config, input_size, batch, plans=plans)
 
 
 MAC_TERMS = ("stem", "base reads", "growth reads", "3x3 convs", "dense transitions", "transitions",
@@ -484,7 +539,7 @@ def savings_table(depths=(121, 169, 201), part_ratios=(0.25, 0.5, 0.75), fusions
                   input_size=224, widths=WIDTHS) -> list[dict]:
     """Every CSP variant's change in params, multiply-adds and conv memory traffic against its DenseNet,
     in each stage-width form: "narrow" (the dense transition compresses) and "matched" (stage outputs
-    as wide as DenseNet's, so only the split differs)."""
+    as wide as DenseNet's; csp still adds its dense transition, see :mod:`cspnet_lab.csp`)."""
     rows = []
     for depth in depths:
         base = analyze(f"densenet{depth}", input_size)

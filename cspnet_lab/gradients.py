@@ -21,6 +21,10 @@ fusion "last", truncates the gradient flow so that the two parts do not share it
   stage, which receive both. The overlap of the two weight gradients is
   sum_{c != d} |<g_c, g_d>| / ((n - 1) sum_c ||g_c||^2): 1 when the routes push those weights in the same
   (or opposite) direction by the same amount, 0 when their pushes are orthogonal or one route sends none.
+  For two routes it is the product of a direction and a size factor, |cos| x 2r / (1 + r^2) with r the
+  ratio of their norms (:func:`route_factors`); :func:`route_measures` reports all three, so that a
+  route that sends little (fusion last's highway channels send nothing) is not read as a difference
+  of direction.
 * **Gradient norms per layer** (:func:`layer_gradient_norms`) after a few training steps.
 """
 
@@ -91,7 +95,8 @@ def stage_graph(plan: StagePlan) -> dict[str, list[str]]:
 
 def split_merge_graph(plan: StagePlan) -> dict[str, list[str]]:
     """A stage's *split-and-merge graph*: the same as :func:`stage_graph` with the dense block drawn as
-    one node ("dense_block"), as the paper's Figure 2 draws it."""
+    one node ("dense_block"), as the paper's Figure 3 draws its "Dense Block" box (its Figure 2 draws
+    every dense layer)."""
     edges = _fusion_chain(plan, "dense_block")
     edges["x0''"] = ["dense_block"]
     return edges
@@ -332,8 +337,11 @@ def highway_channels(plans: Sequence[StagePlan]) -> list[int]:
     Stage 1's x0' comes from the stem. Fusion "last" ends a stage with concat(x0', xT), so the first
     channels of the next stage's input are this stage's x0' again (pooled, channel by channel), and the
     next split takes its x0' from the front. Fusions "csp" and "first" (and DenseNet) end with a
-    transition, a 1x1 conv that mixes every channel. When a stage's x0' is all highway channels, the
-    gradient through it reaches no earlier dense layer: its :func:`route_overlap` is exactly 0.
+    transition, a 1x1 conv that mixes every channel. A highway channel's gradient reaches the stem and
+    no earlier dense layer, so leaving highway channels out of x0' changes neither route's gradient at
+    those layers; what they change is how many of x0's channels the skip route's gradient comes from,
+    hence its size (:func:`route_factors`). When a stage's x0' is all highway channels, its
+    :func:`route_overlap` is exactly 0.
     """
     result, pure = [], 0
     for i, plan in enumerate(plans):
@@ -360,30 +368,74 @@ def route_components(x0: Tensor, weights: Sequence[Tensor], grad_x0: Tensor, ski
     return fill(skip), fill(dense)
 
 
-def route_overlap(model: nn.Module, x: Tensor, yb: Tensor, part_ratio: float = 0.5) -> dict[int, float]:
-    """Per stage s >= 2: the mean, over the earlier dense layers' conv weights, of the :func:`overlap`
-    between the gradient they receive through stage s's skip part and through its dense part."""
+def route_factors(skip: Tensor, dense: Tensor) -> tuple[float, float]:
+    """The two factors of the :func:`overlap` of two routes' gradients a (skip) and b (dense):
+    (|cos theta|, r = ||a|| / ||b||), with O = |cos theta| x 2r / (1 + r^2).
+
+    The first says whether the routes push the same way, the second how much each pushes: O is 1 only
+    when both are 1, and two aligned terms 10x apart give O = 20 / 101. |cos theta| is NaN when either
+    term is zero; r is 0 when a is zero, inf when only b is, NaN when both are.
+    """
+    a, b = skip.detach().flatten().double(), dense.detach().flatten().double()
+    if a.shape != b.shape:
+        raise ValueError(f"skip and dense must have the same number of elements, got {a.numel()} "
+                         f"and {b.numel()}")
+    na, nb = float(a.norm()), float(b.norm())
+    cos = abs(_cosine(a, b))
+    if nb == 0:
+        return cos, float("nan") if na == 0 else float("inf")
+    return cos, na / nb
+
+
+ROUTE_MEASURES = ("overlap", "cosine", "norm_ratio")
+
+
+def _finite_mean(values) -> float:
+    values = [v for v in values if math.isfinite(v)]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def route_measures(model: nn.Module, x: Tensor, yb: Tensor, part_ratio: float = 0.5
+                   ) -> dict[int, dict[str, float]]:
+    """Per stage s >= 2, means over the earlier dense layers' conv weights of three measures of the
+    gradients they receive through stage s's skip part and through its dense part: ``"overlap"``
+    (:func:`overlap`), ``"cosine"`` (|cos theta|) and ``"norm_ratio"`` (||skip|| / ||dense||), the last two
+    from :func:`route_factors`. Values that are not finite (a route that sends nothing) are left out of
+    the means; a mean of nothing is NaN. One :func:`route_gradients` call serves all three."""
     result = {}
     for s, per_weight in route_gradients(model, x, yb, part_ratio).items():
-        values = [overlap(pair) for pair in per_weight.values()]
-        values = [v for v in values if not math.isnan(v)]
-        result[s] = sum(values) / len(values) if values else float("nan")
+        rows = [(overlap(pair), *route_factors(*pair)) for pair in per_weight.values()]
+        result[s] = {k: _finite_mean(r[i] for r in rows) for i, k in enumerate(ROUTE_MEASURES)}
     return result
 
 
-def overlap_during_training(model: nn.Module, batches, x_eval: Tensor, y_eval: Tensor, steps: int,
-                            every: int, lr: float = 0.05, part_ratio: float = 0.5) -> list[dict]:
-    """Train ``steps`` SGD steps (momentum 0.9) on ``batches`` (an iterable of (x, y)) and, after every
-    ``every``-th step, record :func:`route_overlap` on the fixed evaluation batch (x_eval, y_eval).
+def route_overlap(model: nn.Module, x: Tensor, yb: Tensor, part_ratio: float = 0.5) -> dict[int, float]:
+    """Per stage s >= 2: the mean, over the earlier dense layers' conv weights, of the :func:`overlap`
+    between the gradient they receive through stage s's skip part and through its dense part."""
+    return {s: m["overlap"] for s, m in route_measures(model, x, yb, part_ratio).items()}
 
-    Returns one row per measurement: ``{"step": n, "stages": {s: overlap}, "mean": mean over stages}``.
+
+def overlap_during_training(model: nn.Module, batches, x_eval: Tensor, y_eval: Tensor, steps: int,
+                            every: int, lr: float = 0.05, part_ratio: float = 0.5,
+                            momentum: float = 0.9) -> list[dict]:
+    """Train ``steps`` SGD steps (learning rate ``lr``, ``momentum``) on ``batches`` (an iterable of
+    (x, y)) and, after every ``every``-th step, record :func:`route_measures` on the fixed evaluation
+    batch (x_eval, y_eval).
+
+    Returns one row per measurement: ``{"step": n, "stages": {s: overlap}, "mean": mean overlap over
+    stages, "measures": {s: {measure: value}}, "means": {measure: mean over stages}}`` for the measures
+    of :data:`ROUTE_MEASURES` (stages whose value is not finite are left out of a mean).
     """
     for name, v in (("steps", steps), ("every", every)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     if every > steps:
         raise ValueError(f"every must be in 1..steps={steps}, got {every}")
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"lr must be a number > 0, got {lr!r}")
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     rows, it = [], iter(batches)
     for step in range(1, steps + 1):
         xb, yb = next(it)
@@ -392,8 +444,10 @@ def overlap_during_training(model: nn.Module, batches, x_eval: Tensor, y_eval: T
         nn.functional.cross_entropy(model(xb), yb).backward()
         opt.step()
         if step % every == 0:
-            stages = route_overlap(model, x_eval, y_eval, part_ratio)
-            rows.append({"step": step, "stages": stages, "mean": sum(stages.values()) / len(stages)})
+            measures = route_measures(model, x_eval, y_eval, part_ratio)
+            means = {k: _finite_mean(m[k] for m in measures.values()) for k in ROUTE_MEASURES}
+            rows.append({"step": step, "stages": {s: m["overlap"] for s, m in measures.items()},
+                         "mean": means["overlap"], "measures": measures, "means": means})
     return rows
 
 

@@ -180,7 +180,7 @@ def _dataflow_nodes(plan):
     if plan.transition_channels:
         pool = f"\n+ {POOL}" if plan.pool == "transition" else ""
         lane = 0.5 if plan.skip_channels else 0
-        name = "xU" if plan.dense_transition_channels else ("xT" if plan.fusion else "out")
+        name = "xU" if plan.fusion else "out"    # xT is the dense transition's output only
         nodes.append((col, lane, "op", f"transition\n1x1 conv{pool}"))
         nodes.append((col + 1, lane, "tensor", f"{name}\n{plan.transition_channels}"))
     elif plan.pool == "concat":
@@ -287,9 +287,11 @@ def savings_scatter(rows: list[dict], ax=None, title: str = ""):
     return fig
 
 
-def overlap_intervals(series: dict[str, list[tuple[float, float, float]]], steps: list[int], ax=None):
-    """Gradient overlap (:func:`cspnet_lab.gradients.route_overlap`) per model against training step:
-    the mean over seeds with its confidence interval as a band, one colour per model."""
+def overlap_intervals(series: dict[str, list[tuple[float, float, float]]], steps: list[int], ax=None,
+                      ylabel: str = "overlap of the two routes' gradients", legend: bool = True):
+    """A route measure (:func:`cspnet_lab.gradients.route_measures`; by default the overlap) per model
+    against training step: the mean over seeds with its confidence interval as a band, one colour per
+    model. Pass ``ax`` and ``ylabel`` to draw several measures side by side (``legend`` on one)."""
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 3.4))
     for i, (label, points) in enumerate(series.items()):
         mean, low, high = zip(*points)
@@ -297,8 +299,9 @@ def overlap_intervals(series: dict[str, list[tuple[float, float, float]]], steps
         ax.plot(steps, mean, marker="o", ms=3, label=label, color=color)
         ax.fill_between(steps, low, high, color=color, alpha=0.15, lw=0)
     ax.set_xlabel("training step")
-    ax.set_ylabel("overlap of the two routes' gradients")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
-    ax.legend(frameon=False, fontsize=8)
+    if legend:
+        ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig

@@ -247,3 +247,59 @@ def test_summary_command_and_its_errors():
     assert bad.returncode == 2 and "known models: densenet121" in bad.stderr
     bad = _cli("compare", "densenet121", "cspdensenet121", "--part-ratio", "1.5")
     assert bad.returncode == 2 and "part_ratio must be in (0, 1]" in bad.stderr
+
+
+def test_pool_paths_runs_each_csp_transition_at_a_quarter_of_the_pixels():
+    # DenseNet-121's narrow csp: concat 32 + 112 = 144 -> 72 at 56x56, 36 + 210 = 246 -> 123 at 28x28,
+    # 62 + 414 = 476 -> 238 at 14x14; pooling both paths first moves these convs to 28, 14 and 7.
+    plain, pooled = costs.analyze("cspdensenet121"), costs.pool_paths("cspdensenet121")
+    assert plain.macs - pooled.macs == 3 * (56**2 * 144 * 72 + 28**2 * 246 * 123 + 14**2 * 476 * 238) // 4
+    assert pooled.params == plain.params
+    assert [p.pool for p in pooled.stages] == ["paths", "paths", "paths", None]
+    # with pool_first the dense transitions (224 -> 112, 420 -> 210, 829 -> 414) pool first too
+    both = costs.pool_paths("cspdensenet121", pool_first=True)
+    assert pooled.macs - both.macs == 3 * (56**2 * 224 * 112 + 28**2 * 420 * 210 + 14**2 * 829 * 414) // 4
+    for name, kw in [("densenet121", {}), ("cspdensenet121", dict(fusion="first"))]:
+        with pytest.raises(ValueError, match="fusion='csp'"):
+            costs.pool_paths(name, **kw)
+
+
+def test_rounding_the_split_up_gives_stage_3s_odd_channel_to_the_dense_part():
+    plain, up = costs.analyze("cspdensenet121"), costs.split_rounded_up("cspdensenet121")
+    # only stage 3 has an odd input (123): 62 + 61 becomes 61 + 62, the block outputs 830, not 829,
+    # and the dense transition keeps floor(830 / 2) = 415; the concat stays 61 + 415 = 62 + 414.
+    assert [(p.skip_channels, p.dense_channels, p.dense_transition_channels, p.out_channels)
+            for p in up.stages] == [(32, 32, 112, 72), (36, 36, 210, 123), (61, 62, 415, 238),
+                                    (119, 119, 315, 434)]
+    # 24 1x1 convs read one more channel (to 128 at 14x14), and the dense transition grows
+    assert up.macs - plain.macs == 24 * 14**2 * 128 + 14**2 * (830 * 415 - 829 * 414)
+    assert up.params - plain.params == 24 * (128 + 2) + 2 + (830 * 415 - 829 * 414)
+    even = dict(fusion="first", widths="matched")          # widths 64, 128, 256, 512: nothing is odd
+    assert costs.split_rounded_up("cspdensenet121", **even).macs == costs.analyze(
+        "cspdensenet121", **even).macs
+    with pytest.raises(ValueError, match="split"):
+        costs.split_rounded_up("densenet121")
+
+
+def test_analyze_refuses_plans_that_do_not_fit_the_config():
+    plans = costs.analyze("cspdensenet121").stages
+    with pytest.raises(ValueError, match="plans"):
+        costs.analyze("cspdensenet121", plans=plans[:3])
+
+
+def test_pool_paths_counts_what_a_model_with_pooled_paths_runs():
+    # The package builds no such model, but CSPStage follows its plan: rebuild each stage from the
+    # pooled-paths plan and trace it; every layer's count must match the analytic one.
+    from cspnet_lab.csp import CSPStage
+
+    model = cspnet_lab.CSPDenseNet(growth_rate=8, block_config=(2, 3, 2), num_init_features=16,
+                                   num_classes=5)
+    report = costs.pool_paths(model.config, 64)
+    for plan in report.stages:
+        stage = model.features.get_submodule(f"stage{plan.index}")
+        model.features.add_module(f"stage{plan.index}", CSPStage(plan, stage.dense))
+    traced = {r.name: r for r in costs.trace(model, 64)}
+    for row in report.layers:
+        assert (row.params, row.macs, row.io_bytes) == (traced[row.name].params, traced[row.name].macs,
+                                                        traced[row.name].io_bytes), row.name
+    assert report.macs < costs.analyze(model.config, 64).macs

@@ -114,3 +114,21 @@ def test_dataflow_diagram_draws_pooling_where_the_plan_says(last_downsample):
     fig = plots.dataflow_diagram(last)
     assert not any("pool" in t.get_text() for t in fig.axes[0].texts)
     plt.close(fig)
+
+
+def test_dataflow_diagram_names_xT_only_for_a_dense_transitions_output():
+    import matplotlib.pyplot as plt
+    from cspnet_lab import plots
+
+    def labels(**kw):
+        plan = cspnet_lab.model_config(**kw).stages()[1]
+        fig = plots.dataflow_diagram(plan)
+        texts = [t.get_text().split("\n")[0] for t in fig.axes[0].texts]
+        plt.close(fig)
+        return texts
+    # csp: xT after the dense transition, xU after the transition; fusion first has no dense
+    # transition, so its transition's output is xU (not xT); DenseNet's stage output is "out".
+    assert {"xT", "xU"} <= set(labels(name="cspdensenet121", fusion="csp"))
+    first = labels(name="cspdensenet121", fusion="first")
+    assert "xU" in first and "xT" not in first
+    assert "out" in labels(name="densenet121") and "xU" not in labels(name="densenet121")

@@ -217,8 +217,36 @@ def test_route_components_two_consumers_by_hand(u2, expected):
     torch.testing.assert_close(skip, 2.0 * u1)
     torch.testing.assert_close(dense, 1.0 * u2)
     assert g.overlap([skip, dense]) == pytest.approx(expected)
+    # The same overlap as direction x size: |cos| x 2r / (1 + r^2), r = ||2 u1|| / ||u2||.
+    cos, r = g.route_factors(skip, dense)
+    assert r == pytest.approx(2 * math.sqrt(5) / float(u2.norm()))
+    assert cos * 2 * r / (1 + r * r) == pytest.approx(expected)
     with pytest.raises(ValueError, match="skip_channels must be in 1..1"):
         g.route_components(x0, [w], torch.ones(1, 2), skip_channels=2)
+
+
+@pytest.mark.parametrize("a,b,cos,ratio", [
+    ([1.0, 0.0], [10.0, 0.0], 1.0, 0.1),        # aligned, 10x apart: O = 20 / 101 although cos = 1
+    ([3.0, 4.0], [-6.0, -8.0], 1.0, 0.5),       # opposite, half the size
+    ([1.0, 0.0], [0.0, 2.0], 0.0, 0.5),         # orthogonal
+    ([1.0, 1.0], [1.0, 0.0], 1 / math.sqrt(2), math.sqrt(2)),  # 45 degrees
+])
+def test_route_factors_by_hand(a, b, cos, ratio):
+    a, b = torch.tensor(a), torch.tensor(b)
+    assert g.route_factors(a, b) == pytest.approx((cos, ratio))
+    # Two terms: O = 2 |<a, b>| / (||a||^2 + ||b||^2) = |cos| x 2 ||a|| ||b|| / (||a||^2 + ||b||^2).
+    assert g.overlap([a, b]) == pytest.approx(cos * 2 * ratio / (1 + ratio ** 2))
+
+
+def test_route_factors_of_a_silent_route():
+    zero, one = torch.zeros(2), torch.tensor([1.0, 0.0])
+    cos, r = g.route_factors(zero, one)
+    assert math.isnan(cos) and r == 0.0                 # no direction to compare; sends nothing
+    cos, r = g.route_factors(one, zero)
+    assert math.isnan(cos) and r == math.inf
+    assert all(math.isnan(v) for v in g.route_factors(zero, zero))
+    with pytest.raises(ValueError, match="same number of elements"):
+        g.route_factors(torch.ones(2), torch.ones(3))
 
 
 def _small(name, **kw):
@@ -263,11 +291,58 @@ def test_fusion_last_skip_route_bypasses_every_earlier_dense_layer():
     for wname, (skip, dense) in g.route_gradients(last, x, y)[2].items():
         assert skip.abs().max() == 0 and dense.abs().max() > 0, wname
     assert g.route_overlap(last, x, y)[2] == 0.0
+    # The same silence in the factors: no direction to compare (NaN is left out: a mean of nothing),
+    # and a skip route of size 0.
+    measures = g.route_measures(last, x, y)[2]
+    assert measures["overlap"] == 0.0 and measures["norm_ratio"] == 0.0
+    assert math.isnan(measures["cosine"])
     first = _small("cspdensenet_cifar", fusion="first", widths="matched")
     assert g.route_overlap(first, x, y)[2] > 0.0
+    assert 0.0 < g.route_measures(first, x, y)[2]["cosine"] <= 1.0
 
 
-@pytest.mark.parametrize("fusion,expected", [("last", [12, 12, 12]), ("first", [12, 0, 0]), ("csp", [12, 0, 0])])
+@pytest.mark.parametrize("fusion", ["last", "first"])
+def test_highway_channels_send_nothing_to_earlier_dense_layers(fusion):
+    # The chapter's model (24 stem channels, growth 12, 3 layers, widths matched): stage 2's x0' has 15
+    # channels, of which 12 are highway channels with fusion last (test below). Their gradient reaches
+    # the stem only, so dropping them from the skip route leaves its gradient unchanged; the 3 others
+    # do carry gradient. Fusion first mixes every channel in its transition: its first 12 carry some.
+    torch.manual_seed(0)
+    model = cspnet_lab.create_model("cspdensenet_cifar", block_config=(3, 3, 3), in_channels=1,
+                                    widths="matched", fusion=fusion).eval()
+    parts = model.stage_parts()
+    assert isinstance(parts[1].run, cspnet_lab.csp.CSPStage)
+    highway, skip = g.highway_channels(model.plans)[1], parts[1].plan.skip_channels
+    assert (highway, skip) == ((12, 15) if fusion == "last" else (0, 15))
+    captured = {}
+    handle = parts[1].run.register_forward_pre_hook(lambda m, i: captured.update(x=i[0]))
+    x, y = torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,))
+    loss = nn.functional.cross_entropy(model(x), y)
+    handle.remove()
+    (grad_x0,) = torch.autograd.grad(loss, captured["x"], retain_graph=True)
+    weights = [getattr(l, c).weight for l in parts[0].block.values() for c in ("conv1", "conv2")]
+    first12, _ = g.route_components(captured["x"], weights, grad_x0, skip_channels=12)
+    whole, _ = g.route_components(captured["x"], weights, grad_x0, skip_channels=skip)
+    if fusion == "last":
+        assert all(t.abs().max() == 0 for t in first12)
+    else:
+        assert all(t.abs().max() > 0 for t in first12)
+    assert all(t.abs().max() > 0 for t in whole)
+
+
+@pytest.mark.parametrize("name", ["densenet_cifar", "cspdensenet_cifar"])
+@pytest.mark.parametrize("training", [True, False])
+def test_gradient_measures_restore_train_or_eval_mode(name, training):
+    model = _small(name).train(training)
+    x, y = torch.randn(2, 1, 8, 8), torch.randint(0, 10, (2,))
+    g.stage_contributions(model, x, y, stage=2)
+    assert all(m.training == training for m in model.modules())
+    g.route_measures(model, x, y)
+    assert all(m.training == training for m in model.modules())
+
+
+@pytest.mark.parametrize("fusion,expected", [("last", [12, 12, 12]), ("first", [12, 0, 0]),
+                                             ("csp", [12, 0, 0])])
 def test_highway_channels_follow_the_concat_layout(fusion, expected):
     # 24 stem channels, growth 12, 3 layers, widths matched. Stage 1: x0' = 12 stem channels. Fusion last
     # outputs [pool(x0') (12), xT (30 - 12 = 18)]; stage 2 splits 30 into x0' = 15 = the 12 old skip
@@ -301,6 +376,28 @@ def test_overlap_during_training_records_every_nth_step():
                                      steps=4, every=2)
     assert [r["step"] for r in rows] == [2, 4]
     assert all(set(r["stages"]) == {2, 3} and 0.0 <= r["mean"] <= 1.0 for r in rows)
+    for r in rows:
+        assert set(r["measures"]) == {2, 3} and r["means"]["overlap"] == r["mean"]
+        assert 0.0 <= r["means"]["cosine"] <= 1.0 and r["means"]["norm_ratio"] > 0.0
+
+
+def test_overlap_during_training_uses_the_momentum_it_is_given():
+    # One step is the same with any momentum (the buffer starts at the gradient); the second is not.
+    batches = [(torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,)))] * 2
+    x_eval, y_eval = torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,))
+    trained = []
+    for momentum in (0.0, 0.5):
+        model = _small("cspdensenet_cifar", fusion="csp")
+        g.overlap_during_training(model, iter(batches), x_eval, y_eval, steps=2, every=2,
+                                  momentum=momentum)
+        trained.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert not torch.equal(*trained)
+    model = _small("cspdensenet_cifar", fusion="csp")
+    for kw, match in ((dict(momentum=1.0), r"momentum must be in \[0, 1\)"),
+                      (dict(momentum=True), "momentum must be in"),
+                      (dict(lr=0.0), "lr must be a number > 0")):
+        with pytest.raises(ValueError, match=match):
+            g.overlap_during_training(model, iter(batches), x_eval, y_eval, steps=2, every=1, **kw)
 
 
 def test_mean_interval_is_students_t():
