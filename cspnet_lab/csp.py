@@ -13,7 +13,7 @@ One stage, with c channels in (the paper's base feature map x0):
   =========== ===========================================================================
   ``"csp"``   (b) dense -> dense transition (1x1 conv) -> concat with x0' -> transition
   ``"first"`` (c) concat(x0', dense) -> transition
-  ``"last"``  (d) dense -> dense transition (the stage's transition) -> concat with x0'
+  ``"last"``  (d) dense -> dense transition (which pools here) -> concat with x0'
   =========== ===========================================================================
 
   The *dense transition* is our name for the BN-ReLU-1x1 conv on the dense path before the concat
@@ -26,9 +26,10 @@ transition on the dense path stays, without pooling.
 
 Widths (``widths``): ``"narrow"`` (default) sizes the dense transition as floor(ratio x its input), ratio
 ``dense_transition_ratio`` or else ``compression``, so stage outputs are narrower than DenseNet's and part
-of any saving comes from the narrowing. ``"matched"`` makes every stage's output exactly DenseNet's, so
-that only the split differs: csp keeps the dense path's full width in its dense transition; first is
-already matched; last sizes its dense transition to DenseNet's stage output minus the skip part.
+of any saving comes from the narrowing. ``"matched"`` makes every stage's output exactly DenseNet's, so the
+stage widths no longer differ: csp keeps the dense path's full width in its dense transition (an extra
+conv DenseNet does not have); first is already matched, and then only the split differs; last sizes its
+dense transition to DenseNet's stage output minus the skip part.
 
 Fusion "last" with downsampling pools the dense path, so the skip part must shrink too.
 ``last_downsample="skip"`` (default) average-pools x0' beside the dense transition's pooling;
@@ -74,8 +75,8 @@ class CSPDenseNetConfig(DenseNetConfig):
 
     ``dense_transition_ratio`` (``widths="narrow"`` only): output channels of the dense transition as a
     fraction of the dense block's output, floor(ratio x (c'' + L x k)). Default (None): ``compression``,
-    i.e. DenseNet's transition on the dense path. In "last" it is the stage's transition, pooling
-    included; in "csp" its pooling moves to the transition after the concat. Not used by "first",
+    i.e. DenseNet's transition on the dense path. In "last" it pools (there is no transition after the
+    concat); in "csp" the pooling is in the transition after the concat. Not used by "first",
     which has no dense transition. ``widths="matched"``: see the module docstring.
     """
 

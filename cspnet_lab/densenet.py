@@ -43,8 +43,9 @@ class StagePlan:
     dense_transition_channels: int | None = None  # 1x1 conv on the dense path, before the concat
     transition_channels: int | None = None        # 1x1 conv after the concat (DenseNet: after the block)
     # Where the stage's 2x2 average pooling runs: None (no pooling, the last stage), "transition" (in
-    # the transition after the concat; DenseNet's transition), "paths" (fusion last: in the dense
-    # transition and on the skip part), "concat" (fusion last: after the concat).
+    # the transition after the concat; DenseNet's transition), "paths" (in the dense transition and on
+    # the skip part: fusion last's default; costs.pool_paths also counts csp this way), "concat"
+    # (fusion last: after the concat).
     pool: str | None = None
 
     def __post_init__(self) -> None:

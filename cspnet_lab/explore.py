@@ -214,7 +214,7 @@ growth_explorer = Explorer(
 
 def split_compute(part_ratio: float = 0.5, growth_rate: int = 32, stage: int = 2) -> dict:
     """One stage's plan and the network's savings in both width forms ("narrow": the dense transition
-    compresses; "matched": stage outputs as wide as DenseNet's, so only the split differs)."""
+    compresses; "matched": every stage output as wide as DenseNet's)."""
     k = int(growth_rate)
     cfg = model_config("cspdensenet121", part_ratio=float(part_ratio), growth_rate=k)
     base = costs.analyze("densenet121", 224, growth_rate=k)

@@ -128,6 +128,8 @@ def stage_diagram(plan, ax=None, title: str | None = None, scale: float | None =
             ax.add_patch(plt.Rectangle((x, y), width, h, color=color, ec="white"))
             if h > 0.04:
                 ax.text(x + width / 2, y + h / 2, str(c), ha="center", va="center", fontsize=8)
+            else:  # too thin to hold its label: write it beside the bar
+                ax.text(x + width + 0.03, y + h / 2, str(c), ha="left", va="center", fontsize=7)
             if prev is not None:  # a band from the segments this one is made of
                 px, pspans = prev
                 src = [pspans[n] for n in sources if n in pspans]

@@ -12,7 +12,8 @@ TORCHVISION = {
     "densenet201": (20_013_928, 4.291, 76.896),
 }
 
-# The CSPNet paper's ImageNet results (Table 3; darknet BFLOPs = 2 x multiply-adds at 256x256).
+# The CSPNet paper's ImageNet results (Table 3; darknet BFLOPs = 2 x multiply-adds; ResNeXt rows at 256x256,
+# PeleeNet at 224x224 (facts.md); the Elastic rows are quoted from another paper, input size unknown).
 PAPER_IMAGENET = [
     dict(model="PeleeNet", params_m=2.79, bflops=1.017, top1=70.7),
     dict(model="CSPPeleeNet", params_m=2.83, bflops=0.888, top1=70.9),
