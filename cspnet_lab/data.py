@@ -73,7 +73,8 @@ def _split(x: torch.Tensor, y: torch.Tensor, val_fraction: float, seed: int):
     return (x[train], y[train]), (x[val], y[val])
 
 
-def _standardize(train_x: torch.Tensor, *others: torch.Tensor):
+def standardize(train_x: torch.Tensor, *others: torch.Tensor):
+    """(train_x, *others) standardised per channel with the training split's mean and std only."""
     # Per-channel statistics of the training split only.
     mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
     std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
@@ -92,7 +93,7 @@ def digits(size: int = 16, val_fraction: float = 0.2, seed: int = 0) -> tuple[Te
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     y = torch.tensor(bunch.target, dtype=torch.long)
     (xt, yt), (xv, yv) = _split(x, y, val_fraction, seed)
-    xt, xv = _standardize(xt, xv)
+    xt, xv = standardize(xt, xv)
     return TensorDataset(xt, yt), TensorDataset(xv, yv)
 
 
@@ -279,7 +280,7 @@ def cifar10(root=None, download: bool = True) -> tuple[TensorDataset, TensorData
         raise ValueError(f"download must be True or False, got {download!r}")
     folder = fetch_cifar10(root) if download else _cache_dir(root) / CIFAR10_DIR
     (xt, yt), (xv, yv) = read_cifar10(folder)
-    xt, xv = _standardize(xt.float() / 255.0, xv.float() / 255.0)
+    xt, xv = standardize(xt.float() / 255.0, xv.float() / 255.0)
     return TensorDataset(xt, yt), TensorDataset(xv, yv)
 
 

@@ -28,7 +28,7 @@ from torch.utils.data import TensorDataset
 from . import train as _train
 from ._io import atomic_write_text
 from .costs import analyze
-from .data import _standardize
+from .data import standardize
 from .models import ModelSpec, model_config
 
 # NVIDIA's T4 datasheet: 8.1 TFLOP/s peak single precision. DenseNets keep a GPU far from its peak
@@ -183,7 +183,7 @@ def fold_datasets(x: torch.Tensor, y: torch.Tensor, train_idx, val_idx) -> tuple
     Standardising is per-channel affine, so applying it to already standardised images gives exactly
     the images standardised from scratch (up to float rounding).
     """
-    xt, xv = _standardize(x[train_idx], x[val_idx])
+    xt, xv = standardize(x[train_idx], x[val_idx])
     return TensorDataset(xt, y[train_idx]), TensorDataset(xv, y[val_idx])
 
 
@@ -228,16 +228,8 @@ def macs_per_image(spec: str, image_size: int, in_channels: int, num_classes: in
 
 
 def train_on(config: _train.TrainConfig, train_set: TensorDataset, val_set: TensorDataset) -> dict:
-    """``train.train(config)`` on the given training and validation sets instead of ``config.dataset``'s.
-
-    train.train reads its data through ``load_dataset``; we hand it these sets for the one call.
-    """
-    original = _train.load_dataset
-    _train.load_dataset = lambda *args, **kwargs: (train_set, val_set)
-    try:
-        return _train.train(config)
-    finally:
-        _train.load_dataset = original
+    """``train.train(config)`` on the given training and validation sets instead of ``config.dataset``'s."""
+    return _train.train(config, data=(train_set, val_set))
 
 
 def final_accuracy(history: dict) -> float:

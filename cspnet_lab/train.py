@@ -270,25 +270,33 @@ def _check_split(name: str, x: torch.Tensor, y: torch.Tensor, num_classes: int) 
         raise ValueError(f"{name} labels must be in 0..{num_classes - 1}, got {int(y.min())}..{int(y.max())}")
 
 
-def train(config: TrainConfig) -> dict:
-    """Train, validate every epoch, write history and checkpoints; return the history."""
+def train(config: TrainConfig, data: tuple | None = None) -> dict:
+    """Train, validate every epoch, write history and checkpoints; return the history.
+
+    ``data``: an optional ``(train_set, val_set)`` pair of TensorDatasets used instead of loading
+    ``config.dataset`` (cross-validation folds); they are checked like a loaded dataset.
+    """
     config.validate()
+    if data is not None and (not isinstance(data, (tuple, list)) or len(data) != 2):
+        raise ValueError("data must be a (train_set, val_set) pair of TensorDatasets")
     rank, world = _world()
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of processes ({world})")
     out = pathlib.Path(config.out) if config.out else None
     lock = _on_rank0(rank, world, lambda: _claim(out, config)) if out else None
     try:
-        return _train(config, out, rank, world)
+        return _train(config, out, rank, world, data)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _train(config: TrainConfig, out: pathlib.Path | None, rank: int, world: int) -> dict:
+def _train(config: TrainConfig, out: pathlib.Path | None, rank: int, world: int, data=None) -> dict:
     device = torch.device(config.device)
-    kwargs = {"size": config.image_size} if config.dataset == "digits" else {"root": config.data_root}
-    train_set, val_set = load_dataset(config.dataset, **kwargs)
+    if data is None:
+        kwargs = {"size": config.image_size} if config.dataset == "digits" else {"root": config.data_root}
+        data = load_dataset(config.dataset, **kwargs)
+    train_set, val_set = data
     xt, yt = train_set.tensors
     xv, yv = val_set.tensors
     num_classes = NUM_CLASSES[config.dataset]
