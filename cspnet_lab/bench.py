@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime
 import gc
+import contextlib
 import json
 import math
 import os
@@ -233,13 +234,39 @@ def profile_breakdown(fn, device: str = "cpu", steps: int = 2) -> dict:
             "by_category_s": by_cat, "top_other_s": top}
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Send file descriptor 2 to /dev/null while the profiler starts and stops: its C++ side writes a
+    ``USDT: ... profiler_start/stop`` line there for every profile, which Python cannot catch. Always
+    descriptor 2: Jupyter's and pytest's ``sys.stderr.fileno()`` can name a copy of it."""
+    fd = 2
+    try:
+        sys.stderr.flush()
+    except (AttributeError, ValueError, OSError):
+        pass
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
 def _profile_once(fn, device: str):
     from torch.profiler import ProfilerActivity, profile
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    with profile(activities=activities) as prof:
+    with _quiet_stderr():
+        prof = profile(activities=activities)
+        prof.__enter__()
+    try:
         fn()
         if device == "cuda":
             torch.cuda.synchronize()
+    finally:
+        with _quiet_stderr():
+            prof.__exit__(None, None, None)
     events = [e for e in prof.events() if str(getattr(e, "device_type", "CPU")).endswith("CPU")]
 
     def clock(e, on_device):
@@ -276,6 +303,47 @@ def profile_model(model: str, mode: str = "train", batch: int = 2, input_size: i
     return dict(model=case.spec.label, mode=mode, batch=batch, input_size=input_size,
                 macs=costs.analyze(case.spec.config(), input_size, batch=batch).macs,
                 profile=profile_breakdown(case.fn, device, steps))
+
+
+def profile_paired(models, mode: str = "train", batch: int = 4, input_size: int = 128, device: str = "cpu",
+                   steps: int = 10, threads: int | None = None) -> list[dict]:
+    """Profile ``models`` in ``steps`` interleaved rounds (each round profiles one step of every model, in
+    an order rotated from round to round), keeping every step: the per-category times of round ``k`` are
+    paired across models, as :func:`paired_bootstrap` needs.
+
+    Returns one result-like row per model (``model``, ``mode``, ``batch``, ``input_size``, ``macs``,
+    ``profile``) whose profile holds the per-category medians (``by_category_s``, ``total_s``) and every
+    step (``steps_s``: category -> list of seconds; ``steps_total_s``). ``threads`` sets
+    ``torch.set_num_threads`` for the run and restores it afterwards.
+    """
+    settings = BenchSettings(models=list(models), batch_sizes=[batch], input_sizes=[input_size],
+                             modes=[mode], device=device, profile_steps=steps, threads=threads)
+    settings.validate()
+    before = torch.get_num_threads()
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        cases = [_Case(ModelSpec.parse(m), batch, input_size, mode, settings) for m in models]
+        for case in cases:
+            case.fn()                    # untimed: allocator and algorithm caches warm
+        steps_s = [{c: [] for c in CATEGORIES} for _ in cases]
+        for k in range(steps):
+            for i in [(j + k) % len(cases) for j in range(len(cases))]:
+                by_cat = _profile_once(cases[i].fn, device)[0]
+                for c in CATEGORIES:
+                    steps_s[i][c].append(by_cat[c])
+    finally:
+        torch.set_num_threads(before)
+    rows = []
+    for case, per in zip(cases, steps_s):
+        totals = [sum(per[c][k] for c in CATEGORIES) for k in range(steps)]
+        by_cat = {c: statistics.median(per[c]) for c in CATEGORIES}
+        rows.append(dict(model=case.spec.label, mode=mode, batch=batch, input_size=input_size,
+                         macs=costs.analyze(case.spec.config(), input_size, batch=batch).macs,
+                         profile={"clock": "cpu" if device == "cpu" else "device", "steps": steps,
+                                  "total_s": sum(by_cat.values()), "by_category_s": by_cat,
+                                  "steps_s": per, "steps_total_s": totals}))
+    return rows
 
 
 # --------------------------------------------------------------------------- one case
@@ -911,7 +979,7 @@ def short_label(model: str) -> str:
 
 # --------------------------------------------------------------------------- figures
 
-def plot_time_ratios(rows: list[dict], ax=None, title: str = ""):
+def plot_time_ratios(rows: list[dict], ax=None, title: str = "", legend_loc: str = "best"):
     """Time ratio against the baseline with its interval, one line per model, for one mode; the multiply-add
     ratio beside it (where the time would be if the cut were fully realised). Models whose interval
     contains 1 are drawn grey: not distinguishable from the baseline."""
@@ -930,7 +998,7 @@ def plot_time_ratios(rows: list[dict], ax=None, title: str = ""):
     ax.invert_yaxis()
     ax.set_xlabel("time / DenseNet's time (95 % interval); | = multiply-adds / DenseNet's")
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=v) for v, c in colors.items()]
-    ax.legend(handles=handles, frameon=False, fontsize=7, loc="best")
+    ax.legend(handles=handles, frameon=False, fontsize=7, loc=legend_loc)
     ax.set_title(title, fontsize=10)
     return fig
 

@@ -455,8 +455,9 @@ def counter_table(model: nn.Module, input_size=224) -> list[dict]:
         dict(tool="cspnet_lab.costs.analyze", count=ours, as_conv_linear_macs=ours,
              convention="multiply-adds of convs and linears, bias excluded, from the config"),
         dict(tool="fvcore FlopCountAnalysis", count=fv_total, as_conv_linear_macs=fv_convlin,
-             convention="multiply-adds; also counts batch norm and pooling (here "
-                        f"{fv_total - fv_convlin:,} of them); ignores cat and relu"),
+             convention="multiply-adds; also counts batch norm and the final adaptive average "
+                        f"pooling (here {fv_total - fv_convlin:,} of them); max and average pooling "
+                        "are 'unsupported' (0); ignores cat and relu"),
         dict(tool="torch FlopCounterMode", count=fc_total, as_conv_linear_macs=fc_total // 2,
              convention="FLOPs = 2 x multiply-adds, convolutions and matrix products only"),
         dict(tool="torchinfo total_mult_adds", count=ti_total, as_conv_linear_macs=ti_total - ti_extra,
