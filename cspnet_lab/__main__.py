@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 
 from . import costs, tables
+from .bench import DEVICES as BENCH_DEVICES
 from .bench import MODES as BENCH_MODES
 from .bench import PRESETS as BENCH_PRESETS
 from .csp import FUSIONS, WIDTHS
@@ -221,7 +223,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-sizes", type=POSITIVE_INT, nargs="+", dest="batch_sizes")
     p.add_argument("--input-sizes", type=POSITIVE_INT, nargs="+", dest="input_sizes")
     p.add_argument("--modes", nargs="+", choices=BENCH_MODES)
-    p.add_argument("--device", choices=("cpu", "cuda"))
+    p.add_argument("--device", choices=BENCH_DEVICES)
     p.add_argument("--repeats", type=POSITIVE_INT)
     p.add_argument("--warmup", type=NON_NEGATIVE_INT)
     p.add_argument("--threads", type=POSITIVE_INT)
@@ -269,6 +271,9 @@ def main(argv=None) -> int:
         else:
             {"summary": cmd_summary, "compare": cmd_compare, "savings": cmd_savings, "bench": cmd_bench,
              "bench-report": cmd_bench_report, "train": cmd_train}[args.command](args)
+    except BrokenPipeError:              # `... | head`: the reader stopped reading; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, OSError) as exc:  # what a user can cause: one line naming the argument or file
         print("error: " + " ".join(str(exc).split("\n")), file=sys.stderr)
         return 2

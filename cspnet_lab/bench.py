@@ -46,6 +46,7 @@ from .models import ModelSpec
 SCHEMA = "cspnet_lab.bench/2"
 READABLE_SCHEMAS = ("cspnet_lab.bench/1", SCHEMA)   # /1: every row measured, no status field
 MODES = ("inference", "train")
+DEVICES = ("cpu", "cuda")
 STATUSES = ("ok", "oom", "error", "skipped")
 
 
@@ -70,7 +71,7 @@ class BenchSettings:
         """ValueError naming the first bad setting; nothing is built or measured before this passes."""
         if not isinstance(self.models, (list, tuple)) or not self.models:
             raise ValueError(f"models must be a non-empty list of model specs, got {self.models!r}")
-        if self.device not in ("cpu", "cuda"):
+        if self.device not in DEVICES:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device='cuda' but no CUDA device is available")
