@@ -26,7 +26,7 @@ import torchvision
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import cspnet_lab  # noqa: E402
-from cspnet_lab.bench import BenchSettings, cpu_name, paired_bootstrap, provenance  # noqa: E402
+from cspnet_lab.measure.bench import BenchSettings, cpu_name, paired_bootstrap, provenance  # noqa: E402
 
 
 def step_fn(model, x, y, mode):

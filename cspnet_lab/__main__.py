@@ -7,14 +7,15 @@ import math
 import os
 import sys
 
-from . import costs, tables
-from .bench import DEVICES as BENCH_DEVICES
-from .bench import MODES as BENCH_MODES
-from .bench import PRESETS as BENCH_PRESETS
-from .csp import FUSIONS, WIDTHS
-from .data import DATASETS
-from .models import ModelSpec, list_models, model_config
-from .train import OPTIMIZERS, SCHEDULES
+from .lab import tables
+from .measure import costs
+from .measure.bench import DEVICES as BENCH_DEVICES
+from .measure.bench import MODES as BENCH_MODES
+from .measure.bench import PRESETS as BENCH_PRESETS
+from .models.csp import FUSIONS, WIDTHS
+from .train.data import DATASETS
+from .models.registry import ModelSpec, list_models, model_config
+from .train.loop import OPTIMIZERS, SCHEDULES
 
 MODEL_OPTIONS = ("fusion", "part_ratio", "growth_rate", "dense_transition_ratio", "widths", "pool_first")
 
@@ -96,7 +97,7 @@ def cmd_savings(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from . import bench
+    from .measure import bench
 
     settings = bench.sized_preset(args.preset) if args.preset else {"models": []}
     for key in ("models", "batch_sizes", "input_sizes", "modes", "device", "repeats", "warmup", "threads",
@@ -122,7 +123,7 @@ def cmd_bench(args) -> None:
 
 
 def _print_speedups(result, baseline) -> None:
-    from . import bench
+    from .measure import bench
 
     rows = bench.speedups(result, baseline)
     for r in rows:
@@ -143,14 +144,14 @@ def _print_speedups(result, baseline) -> None:
 
 
 def cmd_bench_report(args) -> None:
-    from . import bench
+    from .measure import bench
 
     result = bench.load_results(args.file)
     _print_speedups(result, args.baseline or result["results"][0]["model"])
 
 
 def cmd_train(args) -> None:
-    from .train import main_from_args
+    from .train.loop import main_from_args
     main_from_args(args)
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cspnet_lab import darknet, modern
-from cspnet_lab.peleenet import (PeleeNet, PeleeNetConfig, analytic_count, bottleneck_channels, count,
+from cspnet_lab.models.peleenet import (PeleeNet, PeleeNetConfig, analytic_count, bottleneck_channels, count,
                                  params_and_macs, width_search)
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -254,7 +254,7 @@ def test_colab_edition_writer_resolves_markup_and_refuses_what_it_does_not_know(
 
 
 def _published(monkeypatch, env_value):
-    """What cspnet_lab.book.glue and myst_nb.glue send to the page, in an IPython shell."""
+    """What cspnet_lab.lab.book.glue and myst_nb.glue send to the page, in an IPython shell."""
     from IPython.core.displaypub import CapturingDisplayPublisher
     from IPython.testing.globalipapp import get_ipython
     from myst_nb import glue as myst_glue

@@ -290,7 +290,7 @@ def test_analyze_refuses_plans_that_do_not_fit_the_config():
 def test_pool_paths_counts_what_a_model_with_pooled_paths_runs():
     # The package builds no such model, but CSPStage follows its plan: rebuild each stage from the
     # pooled-paths plan and trace it; every layer's count must match the analytic one.
-    from cspnet_lab.csp import CSPStage
+    from cspnet_lab.models.csp import CSPStage
 
     model = cspnet_lab.CSPDenseNet(growth_rate=8, block_config=(2, 3, 2), num_init_features=16,
                                    num_classes=5)

@@ -1,5 +1,7 @@
 """CSPDenseNet: the split, every fusion variant's channel counts, the DenseNet equivalence, the article."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -250,3 +252,51 @@ def test_pool_first_transition_commutes_by_hand():
     h = torch.relu(x / (1 + 1e-5) ** 0.5)
     pooled = h.reshape(1, 3, 2, 2, 2, 2).mean(dim=(3, 5))
     torch.testing.assert_close(t(x), torch.einsum("oc,nchw->nohw", t.conv.weight[:, :, 0, 0], pooled))
+
+
+# --------------------------------------------------------------------------- fusion last without a highway
+
+def test_no_default_model_has_a_highway_past_stage_1():
+    """Stage 1's skip part is stem channels by definition; no later stage and no classifier input may be."""
+    from cspnet_lab import gradients
+    for name in cspnet_lab.list_models():
+        if not name.startswith(("cspdensenet", "article_csp")):
+            continue
+        for fusion in ("csp", "first", "last"):
+            for widths in ("narrow", "matched"):
+                try:
+                    config = cspnet_lab.model_config(name, fusion=fusion, widths=widths)
+                except ValueError:          # e.g. the article's dense_transition_ratio with widths matched
+                    continue
+                plans = config.stages()
+                assert gradients.highway_channels(plans)[1:] == [0] * (len(plans) - 1), (name, fusion, widths)
+                assert gradients.head_highway_channels(plans) == 0, (name, fusion, widths)
+
+
+def test_the_old_fusion_last_carries_32_stem_channels_to_the_classifier():
+    from cspnet_lab import gradients
+    for widths in ("narrow", "matched"):
+        plans = cspnet_lab.model_config("cspdensenet121", fusion="last", widths=widths,
+                                        concat_order="skip_dense").stages()
+        assert gradients.highway_channels(plans) == [32, 32, 32, 32]
+        assert gradients.head_highway_channels(plans) == 32
+
+
+def test_fusion_last_puts_the_pooled_skip_part_at_the_back_of_its_output():
+    torch.manual_seed(0)
+    plan = cspnet_lab.model_config("cspdensenet121", fusion="last", block_config=(2, 2)).stages()[0]
+    assert plan.concat_order == "dense_skip"
+    stage = cspnet_lab.CSPStage(plan, cspnet_lab.DenseBlock(2, plan.dense_channels, 4, 32)).eval()
+    x = torch.randn(1, plan.in_channels, 8, 8)
+    out = stage(x)
+    pooled_skip = torch.nn.functional.avg_pool2d(x[:, :plan.skip_channels], 2)
+    torch.testing.assert_close(out[:, -plan.skip_channels:], pooled_skip)
+    old = cspnet_lab.CSPStage(dataclasses.replace(plan, concat_order="skip_dense"), stage.dense).eval()
+    old.dense_transition.load_state_dict(stage.dense_transition.state_dict())
+    torch.testing.assert_close(old(x)[:, :plan.skip_channels], pooled_skip)
+
+
+def test_concat_order_is_validated_and_csp_keeps_the_skip_part_first():
+    assert cspnet_lab.model_config("cspdensenet121").concat_order == "skip_dense"
+    with pytest.raises(ValueError, match="concat_order"):
+        cspnet_lab.model_config("cspdensenet121", concat_order="backwards")

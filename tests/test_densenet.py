@@ -34,7 +34,7 @@ def densenet_params(growth_rate, block_config, num_init_features, bn_size=4, num
 def test_parameter_counts_equal_torchvision_published(name):
     model = cspnet_lab.create_model(name)
     assert costs.count_params(model) == TORCHVISION_PARAMS[name]
-    cfg = cspnet_lab.models.PRESETS[name][1]
+    cfg = cspnet_lab.models.registry.PRESETS[name][1]
     assert densenet_params(**cfg) == TORCHVISION_PARAMS[name]
 
 
@@ -223,7 +223,7 @@ def test_config_object_builds_the_same_model():
 @pytest.mark.parametrize("blocks", [(2,), (2, 2), (1, 1, 1, 1, 1)])
 def test_min_input_size_closed_form_equals_the_smallest_working_size(name, blocks):
     cfg = cspnet_lab.model_config(name, block_config=blocks)
-    from cspnet_lab.densenet import min_input_size, stem_output_size
+    from cspnet_lab.models.densenet import min_input_size, stem_output_size
     smallest = next(s for s in range(1, 300)
                     if all(stem_output_size(s, cfg.stem) // 2 ** j >= 1 for j in range(len(blocks))))
     assert min_input_size(cfg) == smallest
@@ -234,13 +234,13 @@ def test_min_input_size_of_a_very_deep_network_is_instant():
     start = time.perf_counter()
     cfg = cspnet_lab.model_config("densenet_cifar", block_config=(1,) * 40, growth_rate=2,
                                   num_init_features=4, compression=1.0)
-    from cspnet_lab.densenet import min_input_size
+    from cspnet_lab.models.densenet import min_input_size
     assert min_input_size(cfg) == 2 ** 39
     assert time.perf_counter() - start < 1.0
 
 
 def test_feature_sizes_rejects_a_too_small_input():
-    from cspnet_lab.densenet import feature_sizes
+    from cspnet_lab.models.densenet import feature_sizes
     cfg = cspnet_lab.model_config("densenet121")
     assert feature_sizes(cfg, 224) == [56, 28, 14, 7, 7]
     with pytest.raises(ValueError, match="input size 28 is too small.*>= 29"):

@@ -8,7 +8,7 @@ import pytest
 
 import cspnet_lab
 from cspnet_lab import costs, explore
-from cspnet_lab.explore import Control, Explorer
+from cspnet_lab.lab.explore import Control, Explorer
 
 
 def test_growth_explorer_numbers_follow_the_formula():

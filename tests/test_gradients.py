@@ -311,7 +311,7 @@ def test_highway_channels_send_nothing_to_earlier_dense_layers(fusion):
     model = cspnet_lab.create_model("cspdensenet_cifar", block_config=(3, 3, 3), in_channels=1,
                                     widths="matched", fusion=fusion).eval()
     parts = model.stage_parts()
-    assert isinstance(parts[1].run, cspnet_lab.csp.CSPStage)
+    assert isinstance(parts[1].run, cspnet_lab.models.csp.CSPStage)
     highway, skip = g.highway_channels(model.plans)[1], parts[1].plan.skip_channels
     assert (highway, skip) == ((12, 15) if fusion == "last" else (0, 15))
     captured = {}

@@ -19,8 +19,9 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from cspnet_lab import _checks, _io, costs, data, models
-from cspnet_lab import train as tr
+from cspnet_lab import _checks, _io, costs, data
+from cspnet_lab.models import registry as models
+from cspnet_lab.train import loop as tr
 from cspnet_lab.__main__ import main
 
 TINY = "densenet_cifar:block_config=(2,2,2),growth_rate=4"
@@ -199,7 +200,7 @@ def test_models_refuse_integer_inputs(dtype):
 
 @pytest.mark.parametrize("stages", [16, 20, 40])
 def test_min_input_size_of_many_stages_returns_at_once(stages):
-    from cspnet_lab.densenet import min_input_size
+    from cspnet_lab.models.densenet import min_input_size
     t0 = time.perf_counter()
     config = models.model_config("densenet_cifar", block_config=(1,) * stages)
     size = min_input_size(config)

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from cspnet_lab import _io
-from cspnet_lab import train as tr
+from cspnet_lab.train import loop as tr
 from conftest import ROOT
 
 TINY = "densenet_cifar:block_config=(2,2,2),growth_rate=4"

@@ -26,8 +26,9 @@ from typing import Callable
 import matplotlib
 import matplotlib.pyplot as plt
 
-from . import costs, plots
-from .models import model_config
+from ..measure import costs
+from . import plots
+from ..models.registry import model_config
 
 
 @dataclass(frozen=True)

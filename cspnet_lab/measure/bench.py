@@ -40,8 +40,8 @@ import torch
 from torch import nn
 
 from . import costs
-from ._io import atomic_write_text
-from .models import ModelSpec
+from .._io import atomic_write_text
+from ..models.registry import ModelSpec
 
 SCHEMA = "cspnet_lab.bench/2"
 READABLE_SCHEMAS = ("cspnet_lab.bench/1", SCHEMA)   # /1: every row measured, no status field
@@ -96,7 +96,7 @@ class BenchSettings:
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"{name} must be a finite number of seconds > 0, got {v!r}")
-        from .densenet import min_input_size
+        from ..models.densenet import min_input_size
         for text in self.models:
             spec = ModelSpec.parse(text)
             cfg = spec.config()                 # ValueError for bad names/values
@@ -143,7 +143,7 @@ def provenance(settings: BenchSettings) -> dict:
         "command": _command(),
     }
     try:
-        root = pathlib.Path(__file__).resolve().parents[1]
+        root = pathlib.Path(__file__).resolve().parents[2]
         info["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                                             cwd=root, timeout=10).stdout.strip() or None
     except Exception:
@@ -860,7 +860,7 @@ def load_results(path) -> dict:
 
 # --------------------------------------------------------------------------- committed results
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+RESULTS = pathlib.Path(__file__).resolve().parents[1] / "results"
 
 
 def committed_results(pattern: str = "*.json") -> list[pathlib.Path]:

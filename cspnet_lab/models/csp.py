@@ -31,6 +31,18 @@ stage widths no longer differ: csp keeps the dense path's full width in its dens
 conv DenseNet does not have); first is already matched, and then only the split differs; last sizes its
 dense transition to DenseNet's stage output minus the skip part.
 
+Concat order (``concat_order``): ``"skip_dense"`` joins concat(x0', xT), ``"dense_skip"`` concat(xT, x0').
+The paper does not say which. Behind fusions csp and first a transition mixes every channel, so the
+order only permutes that conv's input channels; they default to ``"skip_dense"`` (timm's CrossStage and
+the source article). Fusion last has no transition after the concat, and the next stage's split takes
+its skip part from the *front* of this stage's output: with ``"skip_dense"`` that is this stage's x0'
+again, so the same stem channels are the skip part of every stage and reach the classifier without
+entering any dense layer (a *highway*: ``gradients.highway_channels``). Fusion last therefore defaults
+to ``"dense_skip"``: the next skip part is taken from xT, which the dense block computed. We keep the
+split (skip part first) the same in every fusion and change only the concat, so chapter 3's split and
+every parameter and multiply-add count stay as they were; ``concat_order="skip_dense"`` keeps the
+highway form for comparison.
+
 Fusion "last" with downsampling pools the dense path, so the skip part must shrink too.
 ``last_downsample="skip"`` (default) average-pools x0' beside the dense transition's pooling;
 ``"concat"`` moves the pooling after the concat. Average pooling acts on each channel alone, so the
@@ -44,11 +56,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from . import _checks
-from .densenet import DenseNetBase, DenseNetConfig, StagePlan, StageParts, _from_args
+from .. import _checks
+from .densenet import CONCAT_ORDERS, DenseNetBase, DenseNetConfig, StagePlan, StageParts, _from_args
 from .layers import Transition
 
 FUSIONS = ("csp", "first", "last")
+# The default concat order per fusion (see the module docstring): fusion last puts the dense path first.
+DEFAULT_CONCAT_ORDER = {"csp": "skip_dense", "first": "skip_dense", "last": "dense_skip"}
 LAST_DOWNSAMPLE = ("skip", "concat")
 WIDTHS = ("narrow", "matched")
 
@@ -85,9 +99,13 @@ class CSPDenseNetConfig(DenseNetConfig):
     dense_transition_ratio: float | None = None
     last_downsample: str = "skip"
     widths: str = "narrow"
+    concat_order: str | None = None    # None: DEFAULT_CONCAT_ORDER[fusion]
 
     def __post_init__(self) -> None:
         _checks.choice("fusion", self.fusion, FUSIONS)
+        if self.concat_order is None:
+            object.__setattr__(self, "concat_order", DEFAULT_CONCAT_ORDER[self.fusion])
+        _checks.choice("concat_order", self.concat_order, CONCAT_ORDERS)
         _checks.choice("last_downsample", self.last_downsample, LAST_DOWNSAMPLE)
         _checks.choice("widths", self.widths, WIDTHS)
         object.__setattr__(self, "part_ratio", _checks.ratio_open_closed("part_ratio", self.part_ratio))
@@ -145,7 +163,8 @@ class CSPDenseNetConfig(DenseNetConfig):
                     ("paths" if self.last_downsample == "skip" else "concat")
             plan = StagePlan(index=i, in_channels=c, skip_channels=skip, dense_channels=dense,
                              num_layers=num_layers, growth_rate=self.growth_rate, bn_size=self.bn_size,
-                             fusion=self.fusion, dense_transition_channels=pt, transition_channels=t, pool=pool)
+                             fusion=self.fusion, dense_transition_channels=pt, transition_channels=t, pool=pool,
+                             concat_order=self.concat_order)
             plans.append(plan)
             c = plan.out_channels
         return plans
@@ -161,6 +180,7 @@ class CSPStage(nn.Module):
         super().__init__()
         self.plan = plan
         self.skip_channels, self.dense_channels = plan.skip_channels, plan.dense_channels
+        self.dense_first = plan.concat_order == "dense_skip"
         pool_paths = plan.pool == "paths"
         self.skip = nn.AvgPool2d(2, 2) if pool_paths and plan.skip_channels else nn.Identity()
         self.dense = dense
@@ -181,7 +201,8 @@ class CSPStage(nn.Module):
         x_skip, x_dense = torch.split(x, [self.skip_channels, self.dense_channels], dim=1)  # x0', x0''
         y = self.dense_transition(self.dense(x_dense))                                    # xT
         if self.skip_channels:
-            y = torch.cat([self.skip(x_skip), y], dim=1)
+            parts = [y, self.skip(x_skip)] if self.dense_first else [self.skip(x_skip), y]
+            y = torch.cat(parts, dim=1)
         return self.transition(y)                                                          # xU
 
 
@@ -199,7 +220,8 @@ class CSPDenseNet(DenseNetBase):
                  compression: float = 0.5, in_channels: int = 3, stem: str = "imagenet",
                  stem_norm: bool = True, final_norm: bool = True, pool_first: bool = False,
                  dense_transition_ratio: float | None = None, last_downsample: str = "skip",
-                 widths: str = "narrow", config: CSPDenseNetConfig | None = None) -> None:
+                 widths: str = "narrow", concat_order: str | None = None,
+                 config: CSPDenseNetConfig | None = None) -> None:
         args = {k: v for k, v in locals().items() if k not in ("self", "config", "__class__")}
         super().__init__(_from_args(CSPDenseNetConfig, config, args))
 
@@ -217,5 +239,5 @@ class CSPDenseNet(DenseNetBase):
         return parts
 
 
-__all__ = ["CSPDenseNet", "CSPDenseNetConfig", "CSPStage", "FUSIONS", "LAST_DOWNSAMPLE", "WIDTHS",
+__all__ = ["CSPDenseNet", "CSPDenseNetConfig", "CSPStage", "DEFAULT_CONCAT_ORDER", "FUSIONS", "LAST_DOWNSAMPLE", "WIDTHS",
            "split_channels"]

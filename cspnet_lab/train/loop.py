@@ -44,10 +44,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import _checks
-from ._io import FolderLock, atomic_save_torch, atomic_write_text
+from .. import _checks
+from .._io import FolderLock, atomic_save_torch, atomic_write_text
 from .data import CHANNELS, DATASETS, NUM_CLASSES, load_dataset
-from .models import ModelSpec
+from ..models.registry import ModelSpec
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "none")

@@ -37,9 +37,9 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .csp import CSPStage, split_channels
-from .densenet import StagePlan
-from .layers import DenseBlock
+from ..models.csp import CSPStage, split_channels
+from ..models.densenet import StagePlan
+from ..models.layers import DenseBlock
 
 # --------------------------------------------------------------------------- counting paths
 
@@ -331,23 +331,55 @@ def route_gradients(model: nn.Module, x: Tensor, yb: Tensor, part_ratio: float =
     return result
 
 
+def _pure_positions(plans: Sequence[StagePlan]) -> list[tuple[int, set[int]]]:
+    """Per stage: (its highway count, the positions in its *output* of channels no dense layer computed).
+
+    A channel is "pure" when it went from the stem to here through splits, pooling and concats only.
+    Stage 1's x0' comes straight from the stem. A transition after the concat (fusions csp and first,
+    and DenseNet) is a 1x1 conv that mixes every channel, so nothing behind it is pure. Fusion last
+    ends with a concat: its skip part lands at the front ("skip_dense") or at the back ("dense_skip").
+    """
+    result, pure_out = [], None        # None: the stem's output, every channel pure
+    for plan in plans:
+        if pure_out is None:
+            pure_in = set(range(plan.in_channels))
+        else:
+            pure_in = pure_out
+        skip_pure = {p for p in pure_in if p < plan.skip_channels}
+        if plan.transition_channels or not plan.skip_channels:
+            pure_out = set()
+        else:
+            offset = 0 if plan.concat_order == "skip_dense" else \
+                (plan.dense_transition_channels or plan.dense_out_channels)
+            pure_out = {offset + p for p in skip_pure}
+        result.append((len(skip_pure), pure_out))
+    return result
+
+
 def highway_channels(plans: Sequence[StagePlan]) -> list[int]:
     """Per stage: how many channels of its skip part x0' have passed through no dense layer at all.
 
-    Stage 1's x0' comes from the stem. Fusion "last" ends a stage with concat(x0', xT), so the first
-    channels of the next stage's input are this stage's x0' again (pooled, channel by channel), and the
-    next split takes its x0' from the front. Fusions "csp" and "first" (and DenseNet) end with a
+    Stage 1's x0' comes from the stem. Fusion last ends a stage with a concat and no transition; with
+    ``concat_order="skip_dense"``, concat(x0', xT), the first channels of the next stage's input are this
+    stage's x0' again (pooled, channel by channel), and the next split takes its x0' from the front: the
+    same stem channels skip every stage (a highway). With ``"dense_skip"`` (fusion last's default) the
+    front is xT, which the dense block computed. Fusions "csp" and "first" (and DenseNet) end with a
     transition, a 1x1 conv that mixes every channel. A highway channel's gradient reaches the stem and
     no earlier dense layer, so leaving highway channels out of x0' changes neither route's gradient at
     those layers; what they change is how many of x0's channels the skip route's gradient comes from,
     hence its size (:func:`route_factors`). When a stage's x0' is all highway channels, its
     :func:`route_overlap` is exactly 0.
     """
-    result, pure = [], 0
-    for i, plan in enumerate(plans):
-        result.append(plan.skip_channels if i == 0 else min(plan.skip_channels, pure))
-        pure = result[-1] if (plan.fusion == "last" and not plan.transition_channels) else 0
-    return result
+    return [count for count, _ in _pure_positions(plans)]
+
+
+def head_highway_channels(plans: Sequence[StagePlan]) -> int:
+    """How many channels of the last stage's output (what the classifier reads) no dense layer computed.
+
+    0 for every default model; fusion last with ``concat_order="skip_dense"`` gives its stage 1 skip
+    part (32 channels for CSPDenseNet-121), which reaches the classifier without entering a dense layer.
+    """
+    return len(_pure_positions(plans)[-1][1]) if plans else 0
 
 
 def route_components(x0: Tensor, weights: Sequence[Tensor], grad_x0: Tensor, skip_channels: int,
@@ -453,7 +485,7 @@ def overlap_during_training(model: nn.Module, batches, x_eval: Tensor, y_eval: T
 
 def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high): Student-t confidence interval for the mean of independent values (seeds)."""
-    from .experiments import t_quantile
+    from ..lab.experiments import t_quantile
 
     values = [float(v) for v in values]
     if len(values) < 2 or not all(math.isfinite(v) for v in values):

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import _checks
+from .. import _checks
 
 LAYER_TYPES = ("convolutional", "maxpool", "route", "shortcut", "avgpool", "softmax")
 ACTIVATIONS = {"leaky": lambda: nn.LeakyReLU(0.1), "linear": nn.Identity, "relu": nn.ReLU}
@@ -222,7 +222,7 @@ def authors_cfg(name: str) -> str:
     copies of WongKinYiu/CrossStagePartialNetworks ``cfg/<name>.cfg`` (source commit in ``cfg/SOURCE.md``)."""
     from importlib import resources
     _checks.choice("name", name, AUTHORS_CFGS)
-    return resources.files("cspnet_lab").joinpath("cfg", f"{name}.cfg").read_text()
+    return resources.files("cspnet_lab.models").joinpath("cfg", f"{name}.cfg").read_text()
 
 
 def build(text: str) -> DarknetModel:

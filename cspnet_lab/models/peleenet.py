@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from . import _checks
+from .. import _checks
 
 FUSIONS = (None, "first", "last", "csp")
 GAMMA_READINGS = ("dense", "bypass")

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from . import _checks
-from .csp import WIDTHS
-from .densenet import DenseNetConfig, StagePlan, feature_sizes
-from .tables import format_table, markdown_table  # noqa: F401  (re-exported: the CLI prints with them)
+from .. import _checks
+from ..models.csp import WIDTHS
+from ..models.densenet import DenseNetConfig, StagePlan, feature_sizes
+
 
 BYTES_PER_ELEMENT = 4  # float32
 
@@ -187,7 +187,7 @@ class _Rows:
 
 def _load_config(config_or_name, overrides) -> DenseNetConfig:
     if isinstance(config_or_name, str):
-        from .models import model_config
+        from ..models.registry import model_config
         return model_config(config_or_name, **overrides)
     return config_or_name
 
@@ -509,7 +509,7 @@ def _analyze_taking(model, input_size, overrides: dict) -> CostReport:
     takes (``fusion`` only reaches CSP presets)."""
     from dataclasses import replace
 
-    from .models import ModelSpec, model_config
+    from ..models.registry import ModelSpec, model_config
 
     if isinstance(model, DenseNetConfig):
         taken = {k: v for k, v in overrides.items() if k in type(model).__dataclass_fields__}

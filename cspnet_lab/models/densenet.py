@@ -14,13 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import _checks
+from .. import _checks
 from .layers import DenseBlock, Transition
 
 STEMS = ("imagenet", "cifar")
 
 
 POOL_PLACES = (None, "transition", "paths", "concat")
+CONCAT_ORDERS = ("skip_dense", "dense_skip")
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,16 @@ class StagePlan:
     # the skip part: fusion last's default; costs.pool_paths also counts csp this way), "concat"
     # (fusion last: after the concat).
     pool: str | None = None
+    # Order of the concat that joins the two paths: "skip_dense" = concat(x0', xT), "dense_skip" =
+    # concat(xT, x0'). It matters only when no transition follows the concat (fusion last): the next
+    # stage's split takes its skip part from the front of this stage's output.
+    concat_order: str = "skip_dense"
 
     def __post_init__(self) -> None:
         if self.pool not in POOL_PLACES:
             raise ValueError(f"pool must be one of {POOL_PLACES}, got {self.pool!r}")
+        if self.concat_order not in CONCAT_ORDERS:
+            raise ValueError(f"concat_order must be one of {CONCAT_ORDERS}, got {self.concat_order!r}")
 
     @property
     def downsample(self) -> bool:

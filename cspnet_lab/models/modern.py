@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from . import _checks
+from .. import _checks
 from .peleenet import ConvNormAct
 
 

@@ -16,7 +16,7 @@ def describe_device(dev: torch.device | None = None) -> str:
     dev = dev or device()
     if dev.type == "cuda":
         return f"GPU: {torch.cuda.get_device_name(dev)} (torch {torch.__version__})"
-    from .bench import cpu_name
+    from ..measure.bench import cpu_name
     return f"CPU: {cpu_name()}, {torch.get_num_threads()} threads (torch {torch.__version__})"
 
 

@@ -25,11 +25,11 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from . import train as _train
-from ._io import atomic_write_text
-from .costs import analyze
-from .data import standardize
-from .models import ModelSpec, model_config
+from ..train import loop as _train
+from .._io import atomic_write_text
+from ..measure.costs import analyze
+from ..train.data import standardize
+from ..models.registry import ModelSpec, model_config
 
 # NVIDIA's T4 datasheet: 8.1 TFLOP/s peak single precision. DenseNets keep a GPU far from its peak
 # (many thin convolutions, batch norms and concatenations); we assume a fifth of it while training.

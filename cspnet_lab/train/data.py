@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from ._io import atomic_open, atomic_write_bytes
+from .._io import atomic_open, atomic_write_bytes
 
 DATASETS = ("digits", "cifar10")
 NUM_CLASSES = {"digits": 10, "cifar10": 10}
