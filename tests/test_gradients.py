@@ -282,7 +282,7 @@ def test_fusion_last_skip_route_bypasses_every_earlier_dense_layer():
     # [pool(x0'), dense transition] = [4 channels, DenseNet's 8 minus 4 = 4 channels], so stage 2's skip
     # part (the first 8 - floor(8 / 2) = 4 channels) is exactly stage 1's skip part, pooled. Its gradient reaches the stem
     # and never a dense layer: the overlap is exactly 0. Fusion first mixes both parts in its transition.
-    last = _small("cspdensenet_cifar", fusion="last", widths="matched")
+    last = _small("cspdensenet_cifar", fusion="last", widths="matched", concat_order="skip_dense")
     p1, p2 = last.plans[0], last.plans[1]
     assert p2.in_channels == p1.skip_channels + p1.dense_transition_channels
     assert p2.skip_channels == p1.skip_channels                 # derived from the plans, not a run
@@ -303,13 +303,14 @@ def test_fusion_last_skip_route_bypasses_every_earlier_dense_layer():
 
 @pytest.mark.parametrize("fusion", ["last", "first"])
 def test_highway_channels_send_nothing_to_earlier_dense_layers(fusion):
+    # Fusion last in its highway form (concat_order="skip_dense"); the default has no highway.
     # The chapter's model (24 stem channels, growth 12, 3 layers, widths matched): stage 2's x0' has 15
     # channels, of which 12 are highway channels with fusion last (test below). Their gradient reaches
     # the stem only, so dropping them from the skip route leaves its gradient unchanged; the 3 others
     # do carry gradient. Fusion first mixes every channel in its transition: its first 12 carry some.
     torch.manual_seed(0)
     model = cspnet_lab.create_model("cspdensenet_cifar", block_config=(3, 3, 3), in_channels=1,
-                                    widths="matched", fusion=fusion).eval()
+                                    widths="matched", fusion=fusion, concat_order="skip_dense").eval()
     parts = model.stage_parts()
     assert isinstance(parts[1].run, cspnet_lab.models.csp.CSPStage)
     highway, skip = g.highway_channels(model.plans)[1], parts[1].plan.skip_channels
@@ -341,15 +342,18 @@ def test_gradient_measures_restore_train_or_eval_mode(name, training):
     assert all(m.training == training for m in model.modules())
 
 
-@pytest.mark.parametrize("fusion,expected", [("last", [12, 12, 12]), ("first", [12, 0, 0]),
-                                             ("csp", [12, 0, 0])])
-def test_highway_channels_follow_the_concat_layout(fusion, expected):
+@pytest.mark.parametrize("fusion,order,expected", [("last", "skip_dense", [12, 12, 12]),
+                                                   ("last", "dense_skip", [12, 0, 0]),
+                                                   ("first", "skip_dense", [12, 0, 0]),
+                                                   ("csp", "skip_dense", [12, 0, 0])])
+def test_highway_channels_follow_the_concat_layout(fusion, order, expected):
     # 24 stem channels, growth 12, 3 layers, widths matched. Stage 1: x0' = 12 stem channels. Fusion last
     # outputs [pool(x0') (12), xT (30 - 12 = 18)]; stage 2 splits 30 into x0' = 15 = the 12 old skip
     # channels + 3 of xT. Stage 3: 33 channels, x0' = 17 = stage 2's 15 (12 of them highway) + 2 of xT.
-    # csp and first end with a transition that mixes every channel: no highway after stage 1.
+    # With "dense_skip" (fusion last's default) stage 1 outputs [xT (18), pool(x0') (12)]: stage 2's
+    # x0' is 15 channels of xT. csp and first end with a transition that mixes every channel.
     plans = cspnet_lab.model_config("cspdensenet_cifar", block_config=(3, 3, 3), fusion=fusion,
-                                    widths="matched").stages()
+                                    widths="matched", concat_order=order).stages()
     assert [p.skip_channels for p in plans] == [12, 15, 17]
     assert g.highway_channels(plans) == expected
     dense_plans = cspnet_lab.model_config("densenet_cifar", block_config=(3, 3, 3)).stages()
