@@ -8,7 +8,12 @@ text. The edition is the same notebook with every piece of markup resolved into 
 - ``{cite:p}`key` `` -> "(Wang et al., 2020)" (author-year, as the book), with a reference list at the end;
 - ```` ```{literalinclude} ```` -> the listing itself as a fenced Python block (read from the package
   with Sphinx's own literalinclude reader, so it is the book's listing), and where it comes from;
-- admonitions -> block quotes; labels and MyST comments removed.
+- admonitions -> block quotes; labels and MyST comments removed;
+- a ``:::{dropdown}`` (an exercise's hint) -> a hidden cell of its own (a Colab form cell, ``#@title``
+  and ``cellView: form``: the title shows, the text opens with a double-click), as the book collapses it;
+- code cells the book hides (tags ``hide-cell``, ``hide-input``: worked solutions) or removes (``remove-input``,
+  ``remove-cell``: the machinery that records the numbers the text quotes) -> hidden form cells, which still
+  run, so every later cell finds what they computed.
 
 Code cells are the chapter's own, unchanged, outputs cleared, except the setup cell (cell 0), which is
 `scripts/setup_cell.py`'s with RELEASE = the commit the book was built from, so Colab installs the code
@@ -255,6 +260,61 @@ def pages_url() -> str:
     return f"https://{org}.github.io/{repo}"
 
 
+DROPDOWN = re.compile(r"^(?P<fence>:{3,}|`{3,})\{dropdown\}\s*(?P<title>.*)$")
+HIDDEN_TAGS = {"hide-cell": "book", "hide-input": "book", "remove-input": "machinery", "remove-cell": "machinery"}
+MACHINERY_TITLE = "Book machinery: records the numbers the text quotes (double-click to show)"
+
+
+def split_dropdowns(text: str) -> list[tuple[str, str, str]]:
+    """A Markdown cell's source as pieces: ("md", "", text) and ("dropdown", title, body)."""
+    pieces, prose, lines, i = [], [], text.split("\n"), 0
+    while i < len(lines):
+        m = DROPDOWN.match(lines[i].strip())
+        if not m:
+            prose.append(lines[i])
+            i += 1
+            continue
+        fence, j = m.group("fence"), i + 1
+        while j < len(lines) and lines[j].strip() != fence:
+            j += 1
+        if j == len(lines):
+            raise MystLeft(f"dropdown {lines[i]!r} is never closed")
+        if "\n".join(prose).strip():
+            pieces.append(("md", "", "\n".join(prose)))
+        prose = []
+        body = [line for line in lines[i + 1:j] if not re.match(r"^:[\w-]+:", line)]
+        pieces.append(("dropdown", m.group("title").strip() or "Details", "\n".join(body)))
+        i = j + 1
+    if "\n".join(prose).strip() or not pieces:
+        pieces.append(("md", "", "\n".join(prose)))
+    return pieces
+
+
+def form_cell(title: str, code: str, role: str = "hidden") -> dict:
+    """A Colab form cell: Colab shows the title and hides the code until it is double-clicked. ``role``
+    ("hint": made from a dropdown, not one of the chapter's code cells) is kept in the cell's metadata."""
+    title = " ".join(title.split())
+    return {"cell_type": "code", "execution_count": None, "metadata": {"cellView": "form", "cspnet_lab": role},
+            "outputs": [], "source": _lines(f"#@title {title}\n{code}".rstrip("\n"))}
+
+
+def strip_form_title(code: str) -> str:
+    """A cell's code without the ``#@title`` line this script put in front of it."""
+    return code.split("\n", 1)[1] if code.startswith("#@title ") and "\n" in code else code
+
+
+def _hidden_title(cell: dict, text: str) -> str | None:
+    tags = set(cell.get("metadata", {}).get("tags", []))
+    kinds = {HIDDEN_TAGS[t] for t in tags if t in HIDDEN_TAGS}
+    if not kinds:
+        return None
+    if "machinery" in kinds:
+        return MACHINERY_TITLE
+    first = text.split("\n", 1)[0].strip()
+    label = first.lstrip("#").strip() if first.startswith("#") and not first.startswith("#@") else "Code"
+    return f"{label} (double-click to show)"
+
+
 def build(chapter: str, source: dict, glue: dict[str, str], commit: str, built: str) -> dict:
     """The Colab edition of `chapter` (its notebook `source`), from the book build's glued values."""
     ctx = types.SimpleNamespace(chapter=chapter, glue=glue, used_glue=set(), bib=bibliography(),
@@ -266,13 +326,33 @@ def build(chapter: str, source: dict, glue: dict[str, str], commit: str, built: 
         text = "".join(cell["source"])
         if cell["cell_type"] == "markdown":
             try:
-                text = convert_markdown(text, ctx)
+                for k, (kind, title, piece) in enumerate(split_dropdowns(text)):
+                    converted = convert_markdown(piece, ctx)
+                    if kind == "md":
+                        new = dict(cell, source=_lines(converted))
+                    else:
+                        comment = "\n".join(f"# {line}".rstrip() for line in converted.strip("\n").split("\n"))
+                        new = form_cell(f"{_resolve_roles(title, ctx)} (double-click to show)", comment, "hint")
+                    if k and "id" in cell:                 # a split cell's pieces need ids of their own
+                        new["id"] = f"{cell['id']}-{k}"
+                    elif "id" in cell:
+                        new["id"] = cell["id"]
+                    cells.append(new)
             except MystLeft as err:
                 raise MystLeft(f"{chapter}, cell {index}: {err}") from None
-        elif cell["cell_type"] == "code":
+            continue
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
             if index == 0:
                 text = setup_cell.source(commit).rstrip("\n")
-            cell["outputs"], cell["execution_count"] = [], None
+            else:
+                title = _hidden_title(cell, text)
+                if title:
+                    form = form_cell(title, text)
+                    cell["source"] = form["source"]
+                    cell["metadata"] = dict(cell.get("metadata", {}), cellView="form")
+                    cells.append(cell)
+                    continue
         cell["source"] = _lines(text)
         cells.append(cell)
     # A note under the chapter's title: what this copy is.

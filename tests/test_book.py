@@ -212,7 +212,8 @@ def test_colab_edition_shows_no_myst_markup_and_every_value_citation_and_listing
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_colab_edition_runs_the_chapters_code_and_installs_the_commit_it_was_built_from(chapter):
     nb, source = _edition(chapter), _notebook(chapter)
-    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    code = [colab_edition.strip_form_title("".join(c["source"])) for c in nb["cells"]
+            if c["cell_type"] == "code" and c["metadata"].get("cspnet_lab") != "hint"]
     assert code[1:] == ["".join(c["source"]) for c in source["cells"] if c["cell_type"] == "code"][1:]
     assert all(c["outputs"] == [] for c in nb["cells"] if c["cell_type"] == "code")
     commit = nb["metadata"]["cspnet_lab"]["commit"]
@@ -251,6 +252,39 @@ def test_colab_edition_writer_resolves_markup_and_refuses_what_it_does_not_know(
         colab_edition.convert_markdown("see {eq}`x`", ctx)
     with pytest.raises(KeyError, match="missing"):
         colab_edition.convert_markdown("{glue:text}`missing`", ctx)
+
+
+def test_colab_edition_hides_hints_solutions_and_machinery_in_form_cells():
+    """A dropdown (hint) becomes a hidden Colab form cell of its own; a solution (hide-cell) and the glue
+    machinery (remove-input) stay code cells that run, hidden behind a #@title; plain cells are untouched."""
+    chapter = {"cells": [
+        {"cell_type": "code", "id": "setup", "metadata": {"tags": ["hide-cell"]}, "source": ["x = 0"],
+         "outputs": [], "execution_count": None},
+        {"cell_type": "markdown", "id": "ex", "metadata": {},
+         "source": ["Exercise: print {glue:text}`n`.\n\n:::{dropdown} Hint\nUse `print`, n = {glue:text}`n`.\n:::\n"]},
+        {"cell_type": "code", "id": "sol", "metadata": {"tags": ["hide-cell"]},
+         "source": ["# Solution to the exercise\nprint(n)"], "outputs": [], "execution_count": None},
+        {"cell_type": "code", "id": "glue", "metadata": {"tags": ["remove-input"]}, "source": ["glue('n', 3)"],
+         "outputs": [], "execution_count": None},
+        {"cell_type": "code", "id": "plain", "metadata": {}, "source": ["n = 3"], "outputs": [],
+         "execution_count": None},
+        {"cell_type": "markdown", "id": "title", "metadata": {}, "source": ["# Title"]}],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    nb = colab_edition.build("book/x", chapter, {"n": "3"}, "0" * 40, "2026-12-04")
+    by_id = {c.get("id"): c for c in nb["cells"]}
+    assert "".join(by_id["ex"]["source"]).strip() == "Exercise: print 3."
+    hint = by_id["ex-1"]
+    assert hint["cell_type"] == "code" and hint["metadata"] == {"cellView": "form", "cspnet_lab": "hint"}
+    assert "".join(hint["source"]) == "#@title Hint (double-click to show)\n# Use `print`, n = 3."
+    sol = "".join(by_id["sol"]["source"])
+    assert sol == "#@title Solution to the exercise (double-click to show)\n# Solution to the exercise\nprint(n)"
+    assert by_id["sol"]["metadata"]["cellView"] == "form"
+    assert "".join(by_id["glue"]["source"]).startswith("#@title Book machinery")
+    assert colab_edition.strip_form_title("".join(by_id["glue"]["source"])) == "glue('n', 3)"
+    assert "".join(by_id["plain"]["source"]) == "n = 3" and "cellView" not in by_id["plain"]["metadata"]
+    assert len({c.get("id") for c in nb["cells"]}) == len(nb["cells"])     # ids stay unique
+    with pytest.raises(colab_edition.MystLeft, match="never closed"):
+        colab_edition.split_dropdowns(":::{dropdown} Hint\ntext")
 
 
 def _published(monkeypatch, env_value):
