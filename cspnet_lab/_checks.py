@@ -9,6 +9,29 @@ import math
 from numbers import Integral, Real
 
 
+#: The largest model the constructors build without ``allow_large=True`` (2**31 parameters: 8 GiB of float32
+#: weights before gradients and optimiser state). A typo such as ``block_config=(100000,)`` would otherwise
+#: allocate until the machine runs out of memory.
+MAX_PARAMETERS = 2**31
+
+
+def parameter_budget(estimate: int, what: str, allow_large: bool = False) -> int:
+    """Refuse to build ``what`` when its estimated parameter count exceeds :data:`MAX_PARAMETERS`.
+
+    ``estimate`` is computed from the plan before any module is built (so nothing is allocated yet);
+    ``allow_large=True`` is the explicit override for a user who means it. Returns the estimate.
+    """
+    boolean("allow_large", allow_large)
+    if isinstance(estimate, bool) or not isinstance(estimate, Integral) or estimate < 0:
+        raise ValueError(f"parameter estimate for {what} must be an integer >= 0, got {estimate!r}")
+    if estimate > MAX_PARAMETERS and not allow_large:
+        raise ValueError(
+            f"{what} would have about {estimate:,} parameters (~{estimate * 4 / 2**30:,.1f} GiB of float32 "
+            f"weights), above the limit of {MAX_PARAMETERS:,} (cspnet_lab._checks.MAX_PARAMETERS); "
+            f"check the configuration, or pass allow_large=True if you mean it")
+    return int(estimate)
+
+
 def positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral) or value <= 0:
         raise ValueError(f"{name} must be a positive integer (>= 1), got {value!r}")

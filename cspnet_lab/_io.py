@@ -4,9 +4,13 @@
   folder, flush and ``fsync`` it, rename it over the target, then ``fsync`` the folder. A reader sees the
   old file or the new one, never a mix: after a killed process (the rename is atomic) and after a power
   cut (the data reach the disk before the rename, and the rename itself is made durable).
+  The file gets the permissions ``open()`` would give it: an existing target keeps its mode, a new one
+  gets ``0o666`` less the process's umask (``0o644`` under the usual umask 022), not ``mkstemp``'s ``0o600``.
+  A failed write (a full disk, ``EFBIG`` under ``ulimit -f``, an exception in the caller) removes the
+  temporary file and leaves the target exactly as it was.
 * :class:`FolderLock`: an exclusive ``fcntl.flock`` on ``<folder>/<name>``. The kernel drops it when the
   process ends however it ends, so a lock file left by a killed run is never "stale": the next run simply
-  takes it.
+  takes it. ``subject`` names what is guarded in the refusal (a folder, or one result file).
 """
 
 from __future__ import annotations
@@ -22,6 +26,28 @@ try:
     import fcntl
 except ImportError:  # Windows: no flock; FolderLock falls back to O_EXCL below
     fcntl = None
+
+
+def _umask() -> int:
+    """The process's umask. Linux shows it in /proc/self/status; elsewhere it is read by setting it and
+    putting it back (there is no call that only reads it)."""
+    try:
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _new_file_mode(path: pathlib.Path) -> int:
+    """The permission bits ``open(path, "w")`` would leave: the existing file's, else 0o666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        return 0o666 & ~_umask()
 
 
 def fsync_dir(folder: str | os.PathLike) -> None:
@@ -43,9 +69,12 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """``with atomic_open(path) as f: f.write(...)``: ``path`` appears, complete, only if the block ends
     without an exception; otherwise the temporary file is removed and ``path`` is untouched."""
     path = pathlib.Path(path)
+    mode = _new_file_mode(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), mode)   # not mkstemp's 0o600: a shared result file stays readable
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -84,9 +113,11 @@ class FolderLock:
     ``flock``, released when the process ends, so a killed run leaves nothing to clean up by hand.
     """
 
-    def __init__(self, folder: str | os.PathLike, name: str = ".lock", what: str = "run") -> None:
+    def __init__(self, folder: str | os.PathLike, name: str = ".lock", what: str = "run",
+                 subject: str | os.PathLike | None = None) -> None:
         self.path = pathlib.Path(folder) / name
         self.what = what
+        self.subject = str(subject) if subject is not None else str(self.path.parent)
         self._fd: int | None = None
 
     def _owner(self) -> str:
@@ -96,8 +127,9 @@ class FolderLock:
             return "unknown process"
 
     def _busy(self) -> ValueError:
-        return ValueError(f"{self.path.parent} is in use by another {self.what} ({self._owner()}; lock file "
-                          f"{self.path}); wait for it to finish or choose another folder")
+        other = "folder" if self.subject == str(self.path.parent) else "file"
+        return ValueError(f"{self.subject} is in use by another {self.what} ({self._owner()}; lock file "
+                          f"{self.path}); wait for it to finish or choose another {other}")
 
     def acquire(self) -> "FolderLock":
         if fcntl is None:

@@ -30,6 +30,7 @@ from .._io import atomic_write_text
 from ..measure.costs import analyze
 from ..train.data import standardize
 from ..models.registry import ModelSpec, model_config
+from ..measure.stats import PairedInterval, paired_interval, t_cdf, t_quantile  # noqa: F401 (re-exported)
 
 # NVIDIA's T4 datasheet: 8.1 TFLOP/s peak single precision. DenseNets keep a GPU far from its peak
 # (many thin convolutions, batch norms and concatenations); we assume a fifth of it while training.
@@ -39,114 +40,6 @@ T4_UTILISATION = 0.2
 # for activations and one for weights, each about as costly as the forward).
 FLOPS_PER_MAC = 2
 TRAIN_PASSES = 3
-
-
-# ---------------------------------------------------------------------------------------------------
-# Paired confidence intervals
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta I_x(a, b), by its continued fraction (Lentz's method)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    if x > (a + 1) / (a + b + 2):  # the fraction converges fast only below this point
-        return 1.0 - _betainc(b, a, 1.0 - x)
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    f = d
-    for m in range(1, 500):
-        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            f *= c * d
-        if abs(c * d - 1.0) < 1e-15:
-            break
-    return math.exp(log_front) * f / a
-
-
-def t_cdf(x: float, df: float) -> float:
-    """P(T <= x) for Student's t with ``df`` degrees of freedom."""
-    tail = 0.5 * _betainc(df / 2, 0.5, df / (df + x * x))
-    return 1.0 - tail if x >= 0 else tail
-
-
-def t_quantile(p: float, df: float) -> float:
-    """The x with P(T <= x) = p (bisection on :func:`t_cdf`; no scipy needed)."""
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"p must be in (0, 1), got {p!r}")
-    if not df > 0:
-        raise ValueError(f"df must be > 0, got {df!r}")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:
-        hi *= 2.0
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
-    return (lo + hi) / 2
-
-
-@dataclass(frozen=True)
-class PairedInterval:
-    """Mean of a - b over pairs, its confidence interval, and what the interval allows one to say."""
-
-    mean: float
-    low: float
-    high: float
-    n: int
-    sd: float            # standard deviation of the differences
-    confidence: float
-    corrected: bool      # Nadeau-Bengio correction applied
-
-    @property
-    def verdict(self) -> str:
-        """'higher' / 'lower' (a against b) when the interval excludes 0, else 'not distinguishable'."""
-        if self.low > 0:
-            return "higher"
-        if self.high < 0:
-            return "lower"
-        return "not distinguishable"
-
-    def text(self, scale: float = 1.0, digits: int = 2, unit: str = "") -> str:
-        f = f"{{:+.{digits}f}}"
-        return (f"{f.format(scale * self.mean)}{unit} [{f.format(scale * self.low)}, "
-                f"{f.format(scale * self.high)}]{unit}")
-
-
-def paired_interval(a, b, confidence: float = 0.95, test_train_ratio: float | None = None) -> PairedInterval:
-    """Confidence interval for mean(a - b), a[i] and b[i] measured on the same seed and fold.
-
-    Student's t over the n differences: mean +/- t(1 - alpha/2, n - 1) x se, se = sd / sqrt(n). Folds of
-    a cross-validation share most of their training data, so their differences are not independent and
-    that se is too small; ``test_train_ratio`` (validation / training images, 1/(k-1) for k folds)
-    applies Nadeau and Bengio's (2003) corrected variance, se = sd x sqrt(1/n + test_train_ratio).
-    """
-    a, b = [float(v) for v in a], [float(v) for v in b]
-    if len(a) != len(b):
-        raise ValueError(f"a and b must have the same length (one value per pair); got {len(a)} and {len(b)}")
-    if len(a) < 2:
-        raise ValueError(f"a paired interval needs at least 2 pairs, got {len(a)}")
-    if not all(math.isfinite(v) for v in a + b):
-        raise ValueError("a and b must hold finite numbers")
-    if isinstance(confidence, bool) or not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    if test_train_ratio is not None and not test_train_ratio >= 0:
-        raise ValueError(f"test_train_ratio must be >= 0 or None, got {test_train_ratio!r}")
-    d = [x - y for x, y in zip(a, b)]
-    n = len(d)
-    mean = sum(d) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in d) / (n - 1))
-    factor = 1 / n + (test_train_ratio or 0.0)
-    half = t_quantile(0.5 + confidence / 2, n - 1) * sd * math.sqrt(factor)
-    return PairedInterval(mean, mean - half, mean + half, n, sd, confidence, test_train_ratio is not None)
 
 
 # ---------------------------------------------------------------------------------------------------

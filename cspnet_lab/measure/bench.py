@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from . import costs
+from .stats import MIN_ROUNDS, paired_bootstrap, realised_fraction, verdict  # noqa: F401 (re-exported)
 from .._io import atomic_write_text
 from ..models.registry import ModelSpec
 
@@ -870,57 +871,6 @@ def committed_results(pattern: str = "*.json") -> list[pathlib.Path]:
 
 
 # --------------------------------------------------------------------------- analysis
-
-def paired_bootstrap(times_s, base_s, n_boot: int = 2000, level: float = 0.95, seed: int = 0):
-    """The time ratio of a model to its baseline, ``(estimate, low, high)``, with a percentile-bootstrap
-    interval.
-
-    ``times_s[k]`` and ``base_s[k]`` come from the same interleaved round ``k``, so the estimate is the
-    median of the per-round ratios and the bootstrap resamples whole rounds (one index for both models):
-    a slow round slows both and cancels in its ratio. Given repetitions of different lengths (not from one
-    run) the pairs do not exist: the ratio of medians, each resampled on its own.
-    """
-    a, b = np.asarray(times_s, dtype=float), np.asarray(base_s, dtype=float)
-    if a.size == 0 or b.size == 0 or not (np.all(a > 0) and np.all(b > 0)):
-        raise ValueError("times_s and base_s must be non-empty lists of positive times")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
-    rng = np.random.default_rng(seed)
-    q = [(1 - level) / 2, (1 + level) / 2]
-    if a.size == b.size:
-        r = a / b
-        boots = np.median(r[rng.integers(0, r.size, (n_boot, r.size))], axis=1)
-        est = float(np.median(r))
-    else:
-        boots = (np.median(a[rng.integers(0, a.size, (n_boot, a.size))], axis=1)
-                 / np.median(b[rng.integers(0, b.size, (n_boot, b.size))], axis=1))
-        est = float(np.median(a) / np.median(b))
-    lo, hi = np.quantile(boots, q)
-    return est, float(min(lo, est)), float(max(hi, est))
-
-
-def realised_fraction(time_ratio: float, mac_ratio: float):
-    """The share of the multiply-add cut that the time realises: (1 - t/t_base) / (1 - m/m_base).
-
-    1 means the time falls exactly as the multiply-adds do, 0 that it does not fall at all, below 0 that it
-    rises. None when the multiply-adds do not change (the fraction of no cut is undefined).
-    """
-    if mac_ratio == 1:
-        return None
-    return (1 - time_ratio) / (1 - mac_ratio)
-
-
-MIN_ROUNDS = 10   # below this a bootstrap interval is too coarse to carry a verdict
-
-
-def verdict(low: float, high: float, rounds: int = MIN_ROUNDS) -> str:
-    """What a time-ratio interval lets us say about a model against the baseline on this machine."""
-    if rounds < MIN_ROUNDS:
-        return f"too few rounds (< {MIN_ROUNDS})"
-    if low <= 1.0 <= high:
-        return "not distinguishable"
-    return "faster" if high < 1.0 else "slower"
-
 
 def speedups(result: dict, baseline: str, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> list[dict]:
     """Every measured model against ``baseline`` in the same (mode, batch, input size), in run order.

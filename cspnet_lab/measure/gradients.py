@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.csp import CSPStage, split_channels
+from .stats import mean_interval, separated  # noqa: F401 (re-exported)
 from ..models.densenet import StagePlan
 from ..models.layers import DenseBlock
 
@@ -481,25 +482,6 @@ def overlap_during_training(model: nn.Module, batches, x_eval: Tensor, y_eval: T
             rows.append({"step": step, "stages": {s: m["overlap"] for s, m in measures.items()},
                          "mean": means["overlap"], "measures": measures, "means": means})
     return rows
-
-
-def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): Student-t confidence interval for the mean of independent values (seeds)."""
-    from ..lab.experiments import t_quantile
-
-    values = [float(v) for v in values]
-    if len(values) < 2 or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"values must hold at least 2 finite numbers, got {values!r}")
-    n = len(values)
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = t_quantile(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
-
-
-def separated(a: tuple[float, float, float], b: tuple[float, float, float]) -> bool:
-    """True when two (mean, low, high) intervals do not overlap."""
-    return a[2] < b[1] or b[2] < a[1]
 
 
 # --------------------------------------------------------------------------- norms during training

@@ -57,8 +57,13 @@ DOWNLOAD_TIMEOUT_S = 60.0          # seconds without a byte from the server befo
 DOWNLOAD_MAX_BYTES = 256 * 2**20   # the archive is 170,498,071 bytes; a server sending more is refused
 
 
+CACHE_ENV = "CSPNET_LAB_CACHE"
+
+
 def default_cache() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("CSPNET_LAB_CACHE") or pathlib.Path.home() / ".cache" / "cspnet_lab")
+    """``$CSPNET_LAB_CACHE`` (``~`` expanded), or ``~/.cache/cspnet_lab`` when it is unset, empty or blank."""
+    text = os.environ.get(CACHE_ENV, "").strip()
+    return pathlib.Path(text).expanduser() if text else pathlib.Path.home() / ".cache" / "cspnet_lab"
 
 
 def _split(x: torch.Tensor, y: torch.Tensor, val_fraction: float, seed: int):
@@ -191,11 +196,15 @@ def _unpack(archive: pathlib.Path, folder: pathlib.Path) -> None:
 def _cache_dir(root) -> pathlib.Path:
     if root is None:
         root = default_cache()
+        origin = f" (from {CACHE_ENV})" if os.environ.get(CACHE_ENV, "").strip() else ""
+        if root.exists() and not root.is_dir():
+            raise ValueError(f"cache folder {root}{origin} is a file, not a folder; set {CACHE_ENV} to a folder "
+                             f"or pass root= / --data-root")
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise ValueError(f"cache folder {root} cannot be created ({err.strerror}); set CSPNET_LAB_CACHE "
-                             f"or pass root= / --data-root") from err
+            raise ValueError(f"cache folder {root}{origin} cannot be created ({err.strerror}); set {CACHE_ENV} "
+                             f"to a folder you can write, or pass root= / --data-root") from err
         return root
     if not isinstance(root, (str, os.PathLike)) or not str(root).strip():
         raise ValueError(f"root must be a folder path or None (for {default_cache()}), got {root!r}")

@@ -421,16 +421,43 @@ def _train(config: TrainConfig, out: pathlib.Path | None, rank: int, world: int,
     return history
 
 
+def _env_int(name: str, default: int, low: int) -> int:
+    """An integer environment variable (torchrun's WORLD_SIZE, RANK, LOCAL_RANK); unset or empty: ``default``.
+    Anything else than an integer >= ``low`` is a ValueError naming the variable."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text, 10)
+    except ValueError:
+        value = None
+    if value is None or value < low:
+        raise ValueError(f"environment variable {name}={os.environ[name]!r} must be an integer >= {low} "
+                         f"(torchrun sets it; unset it to train in one process)")
+    return value
+
+
+def distributed_env() -> tuple[int, int, int]:
+    """``(world_size, rank, local_rank)`` from torchrun's variables, checked before anything runs."""
+    world = _env_int("WORLD_SIZE", 1, 1)
+    rank = _env_int("RANK", 0, 0)
+    local = _env_int("LOCAL_RANK", 0, 0)
+    if rank >= world:
+        raise ValueError(f"environment variable RANK={rank} must be < WORLD_SIZE={world} (ranks count from 0)")
+    if local >= world:
+        raise ValueError(f"environment variable LOCAL_RANK={local} must be < WORLD_SIZE={world}")
+    return world, rank, local
+
+
 def main_from_args(args) -> dict:
     """Entry point of ``python -m cspnet_lab train`` (also under torchrun)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world, rank, local = distributed_env()     # before any training: a bad variable fails at once
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None})
     config.validate()                  # before any process group: bad settings fail alike on every rank
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if config.device == "cuda" else "gloo"
         dist.init_process_group(backend)
         if config.device == "cuda":
-            local = int(os.environ.get("LOCAL_RANK", "0"))
             torch.cuda.set_device(local)
             config.device = f"cuda:{local}"
     try:
@@ -438,7 +465,7 @@ def main_from_args(args) -> dict:
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
-    if int(os.environ.get("RANK", "0")) == 0:
+    if rank == 0:
         print(describe(history, config))
     return history
 
