@@ -47,7 +47,8 @@ import setup_cell  # noqa: E402
 
 EDITION = ROOT / "colab"
 EXECUTED = ROOT / "_build" / "jupyter_execute"
-GLUE_PREFIX = "application/papermill.record/"
+sys.path.insert(0, str(ROOT))
+from cspnet_lab._names import GLUE_PREFIX  # noqa: E402 (defined once)
 ADMONITIONS = {"note", "warning", "tip", "important", "hint", "caution", "attention", "danger", "error",
                "seealso", "admonition"}
 ROLE_OR_CODE = re.compile(r"\{([a-zA-Z][\w:-]*)\}`([^`]*)`|(`+)(?!`).+?(?<!`)\3(?!`)", re.S)
@@ -61,9 +62,8 @@ class MystLeft(ValueError):
 # ---------------------------------------------------------------------------------------- inputs
 
 def chapters() -> list[str]:
-    """The chapters in _toc.yml that are notebooks, as 'book/01_dense_connectivity'."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [c["file"] for c in toc["chapters"] if (ROOT / f"{c['file']}.ipynb").exists()]
+    """The chapters in _toc.yml that are notebooks, as 'book/01_dense_connectivity' (setup_cell's list)."""
+    return [p.relative_to(ROOT).with_suffix("").as_posix() for p in setup_cell.chapters()]
 
 
 def edition_path(chapter: str) -> pathlib.Path:
@@ -250,8 +250,7 @@ def convert_markdown(text: str, ctx) -> str:
 
 # ---------------------------------------------------------------------------------------- notebook
 
-def _lines(text: str) -> list[str]:
-    return text.splitlines(keepends=True)
+_lines = setup_cell._lines
 
 
 def pages_url() -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
+import importlib.util
 import subprocess
 import sys
 
@@ -27,7 +28,11 @@ KERNEL_NAME = "cspnet-colab"
 KERNEL_DIR = ROOT / ".venv" / "share" / "jupyter" / "kernels" / KERNEL_NAME
 STAMP = VENV / ".colab-installed"
 # Set in the kernel: glue() records values without printing them, and the setup cell installs this checkout.
-BOOK_BUILD_ENV = "CSPNET_LAB_BOOK_BUILD"
+# Read from the package's one definition by path: this script runs before any venv (no torch to import).
+_spec = importlib.util.spec_from_file_location("_cspnet_lab_names", ROOT / "cspnet_lab" / "_names.py")
+_names = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_names)
+BOOK_BUILD_ENV = _names.BOOK_BUILD_ENV
 
 # Colab's versions (facts.md, snapshot of 2026-08), all installable on this machine's Python 3.11; torch is
 # this machine's CPU wheel (requirements.txt). Colab's Python itself (3.12/3.13) is not reproduced. The book

@@ -20,13 +20,7 @@ def describe_device(dev: torch.device | None = None) -> str:
     return f"CPU: {cpu_name()}, {torch.get_num_threads()} threads (torch {torch.__version__})"
 
 
-# Where the book build runs a chapter, the kernel has this variable set (Makefile's kernelspec): glue then
-# only records values for the prose. Anywhere else (Colab, Jupyter) it also shows them in the cell output.
-BOOK_BUILD_ENV = "CSPNET_LAB_BOOK_BUILD"
-# myst-nb reads glued values from display data whose mimetypes carry this prefix and whose metadata say
-# {"scrapbook": {"name": ..., "mime_prefix": ...}} (myst_nb.ext.glue); written here so that the kernel
-# needs no myst_nb (Colab has none, and the book is executed in a Colab-like environment).
-GLUE_PREFIX = "application/papermill.record/"
+from .._names import BOOK_BUILD_ENV, GLUE_PREFIX  # noqa: E402 (defined once, shared with scripts/)
 
 
 def glue(name: str, value, display: bool | None = None) -> None:
