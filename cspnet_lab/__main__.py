@@ -109,6 +109,7 @@ def cmd_bench(args) -> None:
         settings["channels_last"] = True
     if args.bf16:
         settings["bf16"] = True
+        _warn_bf16(settings.get("device", "cpu"))
     if args.no_profile:
         settings["profile"] = False
     if not settings["models"]:
@@ -119,12 +120,38 @@ def cmd_bench(args) -> None:
                        overwrite=args.overwrite)      # --out is checked before anything is measured
     if args.out:
         print("wrote", args.out)
-    _print_speedups(result, args.baseline or result["results"][0]["model"])
+    _print_speedups(result, args.baseline)
+
+
+def _warn_bf16(device: str) -> None:
+    """bf16 is native only on a CUDA GPU of compute capability >= 8.0 (a T4, sm_75, emulates it, slowly, even
+    though torch.cuda.is_bf16_supported() says True); anywhere else the run goes on and stderr says so."""
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability()
+        if major >= 8:
+            return
+        where = f"{torch.cuda.get_device_name()} (compute capability {major}.{minor})"
+    else:
+        where = "the CPU" if device == "cpu" else f"device {device!r}"
+    print(f"warning: --bf16 on {where} is not native bf16 (that needs a CUDA GPU of compute capability >= 8.0): "
+          "the times measure an emulation and do not show what bf16 buys", file=sys.stderr)
+
+
+def _check_baseline(result, baseline) -> str:
+    names = list(dict.fromkeys(r["model"] for r in result["results"]))
+    if baseline is None:
+        return names[0]
+    if baseline not in names:
+        raise ValueError(f"--baseline {baseline!r} is not a model in this result; the models are: {', '.join(names)}")
+    return baseline
 
 
 def _print_speedups(result, baseline) -> None:
     from .measure import bench
 
+    baseline = _check_baseline(result, baseline)
     rows = bench.speedups(result, baseline)
     for r in rows:
         if r["status"] == "ok":
@@ -147,7 +174,7 @@ def cmd_bench_report(args) -> None:
     from .measure import bench
 
     result = bench.load_results(args.file)
-    _print_speedups(result, args.baseline or result["results"][0]["model"])
+    _print_speedups(result, args.baseline)
 
 
 def cmd_train(args) -> None:

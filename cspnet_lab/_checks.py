@@ -32,9 +32,17 @@ def parameter_budget(estimate: int, what: str, allow_large: bool = False) -> int
     return int(estimate)
 
 
+#: The largest channel, layer or class count accepted (no real network comes near; an int beyond it would
+#: overflow float arithmetic further on).
+MAX_INT = 2**31 - 1
+
+
 def positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral) or value <= 0:
         raise ValueError(f"{name} must be a positive integer (>= 1), got {value!r}")
+    if value > MAX_INT:
+        raise ValueError(f"{name} must be a positive integer (>= 1) up to {MAX_INT:,}, got an integer of "
+                         f"{len(str(int(value)))} digits")
     return int(value)
 
 
@@ -49,9 +57,16 @@ def block_config(value) -> tuple[int, ...]:
 
 
 def _real(name: str, value, allowed: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or math.isnan(float(value)):
+    if isinstance(value, bool) or not isinstance(value, Real):
         raise ValueError(f"{name} must be a number in {allowed}, got {value!r}")
-    return float(value)
+    try:
+        v = float(value)
+    except OverflowError:          # an int beyond float range, e.g. 10**400
+        raise ValueError(f"{name} must be a number in {allowed}, got an integer of "
+                         f"{len(str(abs(int(value))))} digits") from None
+    if math.isnan(v):
+        raise ValueError(f"{name} must be a number in {allowed}, got {value!r}")
+    return v
 
 
 def ratio_open_closed(name: str, value) -> float:
@@ -148,7 +163,7 @@ def _mps_available() -> bool:
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
-def floating_tensor(name: str, x, ndim: int | None = None):
+def floating_tensor(name: str, x, ndim: int | None = None, model_dtype=None):
     """A floating-point torch tensor (with ``ndim`` dimensions when given): integer images are refused
     rather than silently cast (a uint8 image in 0..255 is not the standardised input a model expects)."""
     import torch
@@ -158,6 +173,10 @@ def floating_tensor(name: str, x, ndim: int | None = None):
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor (float32, float16, bfloat16 or float64), "
                          f"got dtype {x.dtype}; convert it with .float() (and scale/standardise it) first")
+    if model_dtype is not None and x.dtype != model_dtype and not torch.is_autocast_enabled():
+        short = lambda d: str(d).replace("torch.", "")
+        raise ValueError(f"{name} is {short(x.dtype)}, the model is {short(model_dtype)}: call "
+                         f"model.to({x.dtype}) (e.g. model.double()) or x.to({model_dtype}) (e.g. x.float())")
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
     return x

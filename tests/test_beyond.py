@@ -200,7 +200,7 @@ def resnext_by_hand(csp: bool):
 def test_resnext_counts_equal_the_cfg_and_table3(name, table3, printed):
     model = darknet.build(CFG[name])
     weights, norm, macs, other = resnext_by_hand(csp=name.startswith("cs"))
-    c = darknet.costs(model)
+    c = darknet.cfg_costs(model)
     assert (c.params, c.macs, c.other_flops) == (weights + norm, macs, other)
     assert (round(weights / 1e6, 2), round(c.bflops, 2)) == table3   # Table 3 counts no BN parameters
     assert round(c.darknet_bflops, 2) == printed                      # convs + max pool + shortcuts
@@ -233,7 +233,7 @@ def test_timm_cspresnext50_differs_from_the_cfg_only_in_stage_1():
     # Parameters: timm has 64 x 256 + 128 x 128 weights and 2 x (256 + 128) BN parameters in that place,
     # the cfg 64 x 128 + 64 x 64 + 64 x 128 and 2 x (128 + 64 + 128).
     extra = (64 * 256 + 128 * 128 + 2 * (256 + 128)) - (64 * 128 + 64 * 64 + 64 * 128 + 2 * (128 + 64 + 128))
-    assert fixture["parameters"] - darknet.costs(model).params == extra
+    assert fixture["parameters"] - darknet.cfg_costs(model).params == extra
 
 
 def test_cfg_model_runs_and_knows_its_shapes():

@@ -303,3 +303,16 @@ def test_pool_paths_counts_what_a_model_with_pooled_paths_runs():
         assert (row.params, row.macs, row.io_bytes) == (traced[row.name].params, traced[row.name].macs,
                                                         traced[row.name].io_bytes), row.name
     assert report.macs < costs.analyze(model.config, 64).macs
+
+
+def test_transition_peaks_paper_bottleneck():
+    # DenseNet-121's transition1 is a 1x1 conv 256 -> 128 at 56x56: 256 * 128 * 56 * 56 MACs; the
+    # default csp's stage-1 transition is a 1x1 conv 144 -> 72 at 56x56: 144 * 72 * 56 * 56.
+    # Catches: a peak taken over all convs (conv0 wins), transitions missed, dense transitions mixed in.
+    dn = costs.transition_peaks(costs.analyze("densenet121"))
+    assert dn["transition"] == ("features.transition1.conv", 256 * 128 * 56 * 56)
+    assert dn["any_transition"] == dn["transition"]
+    csp = costs.transition_peaks(costs.analyze("cspdensenet121"))
+    assert csp["transition"] == ("features.stage1.transition.conv", 144 * 72 * 56 * 56)
+    assert csp["any_transition"][0] == "features.stage1.dense_transition.conv"
+    assert csp["transition"][1] < csp["any_transition"][1] < dn["transition"][1]

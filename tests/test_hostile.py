@@ -206,7 +206,9 @@ def test_min_input_size_of_many_stages_returns_at_once(stages):
     size = min_input_size(config)
     assert time.perf_counter() - t0 < 1.0
     assert size == 2 ** (stages - 1)               # densenet_cifar's stem keeps the size; each transition halves
-    with pytest.raises(ValueError, match="too small"):
+    from cspnet_lab import _checks
+    # below the minimum: "too small"; an input side beyond any real image (2**39 px) is refused as such
+    with pytest.raises(ValueError, match="too small" if size - 1 <= _checks.MAX_INT else "up to 2,147,483,647"):
         costs.analyze(config, size - 1)
 
 
@@ -403,3 +405,220 @@ def test_help_and_success_exit_0(capsys):
 def test_costs_analyze_refuses_bad_input_sizes(size):
     with pytest.raises(ValueError, match="input"):
         costs.analyze("densenet_cifar", size)
+
+
+# --------------------------------------------------------------------------- bench: disk full, two writers (issue 25)
+
+def _bench_settings(**kw):
+    from cspnet_lab import bench
+    return bench.BenchSettings(**{**bench.PRESETS["smoke"], **kw})
+
+
+def test_a_resume_that_hits_a_full_disk_leaves_the_earlier_file_exactly_as_it_was(tmp_path, monkeypatch):
+    # Old code re-saved the finished rows one at a time: the first save held fewer rows than the file did.
+    import errno
+    from cspnet_lab import bench
+    out = tmp_path / "r.json"
+    settings = _bench_settings(modes=["inference", "train"])
+    real_row = bench._Case.row
+
+    def die_in_train(self):
+        if self.mode == "train":
+            raise KeyboardInterrupt
+        return real_row(self)
+    monkeypatch.setattr(bench._Case, "row", die_in_train)
+    with pytest.raises(KeyboardInterrupt):
+        bench.run(settings, progress=None, out=out)
+    monkeypatch.setattr(bench._Case, "row", real_row)
+    before = out.read_bytes()
+    n_before = len(bench.load_results(out)["results"])
+    real_save, saved_rows = bench.save_results, []
+
+    def fills_up(result, path):
+        saved_rows.append(len(result["results"]))
+        raise OSError(errno.EFBIG, "File too large")
+    monkeypatch.setattr(bench, "save_results", fills_up)
+    with pytest.raises(OSError, match="File too large"):
+        bench.run(settings, progress=None, out=out, resume=True)
+    assert min(saved_rows) > n_before                  # no save ever held fewer finished rows than the file
+    assert out.read_bytes() == before                  # the failed save was the first: nothing changed
+
+
+def test_a_resume_under_a_file_size_limit_keeps_every_finished_row(tmp_path):
+    # A real "File too large" from the kernel (ulimit -f) in a subprocess: the rows on disk never decrease.
+    import resource
+    from cspnet_lab import bench
+    out = tmp_path / "r.json"
+    script = ("import sys; from cspnet_lab import bench; s = bench.BenchSettings(**{**bench.PRESETS['smoke'], "
+              "'modes': ['inference', 'train']}); "
+              "bench.run(s, progress=None, out=sys.argv[1], resume=len(sys.argv) > 2)")
+    first = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    full = json.loads(out.read_text())
+    full["results"] = [r for r in full["results"] if r["mode"] == "inference"]   # as if killed in "train"
+    bench.save_results(full, out)
+    before = out.read_bytes()
+    limit = len(before) + 64          # room for one save of the old rows, not for the whole new file
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        import signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)    # EFBIG as an OSError, not a kill
+    second = subprocess.run([sys.executable, "-c", script, str(out), "resume"], capture_output=True, text=True,
+                            preexec_fn=cap)
+    assert second.returncode != 0
+    assert "File too large" in second.stderr
+    assert out.read_bytes() == before                  # exactly as it was
+    assert not list(tmp_path.glob(".r.json.*.tmp"))     # no temporary left behind
+
+
+def test_a_second_bench_run_on_the_same_out_is_refused_while_the_first_runs(tmp_path, monkeypatch):
+    from cspnet_lab import bench
+    out = tmp_path / "r.json"
+    with _io.FolderLock(tmp_path, name=".r.json.lock", what="bench run", subject=out):
+        with pytest.raises(ValueError, match=r"r\.json is in use by another bench run .*choose another file"):
+            bench.run(_bench_settings(), progress=None, out=out)
+    assert not out.exists()
+    bench.run(_bench_settings(), progress=None, out=out)     # released: the next run goes ahead
+    assert out.exists() and not (tmp_path / ".r.json.lock").exists()
+
+
+def test_two_bench_commands_started_together_one_is_refused_with_a_clear_message(tmp_path):
+    out = tmp_path / "r.json"
+    argv = [sys.executable, "-m", "cspnet_lab", "bench", "--preset", "smoke", "--out", str(out)]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) + (p.returncode,) for p in procs]
+    codes = sorted(rc for _, _, rc in outs)
+    assert codes == [0, 2], outs                        # old code: both exit 0 and one run's rows are lost
+    loser = next(err for _, err, rc in outs if rc == 2)
+    assert "Traceback" not in loser and ("in use by another bench run" in loser or "exists" in loser)
+
+
+# --------------------------------------------------------------------------- result files and bench CLI values
+
+def _committed_copy(tmp_path, **row_changes):
+    from cspnet_lab.measure import bench
+    data = json.loads((bench.RESULTS / "bench_cpu.json").read_text())
+    data["results"][0].update(row_changes)
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_load_results_refuses_a_count_beyond_any_real_run(tmp_path):
+    # 10**400 is a valid JSON integer; the report used to print "-100 %" for it
+    from cspnet_lab.measure import bench
+    path = _committed_copy(tmp_path, macs=10**400)
+    with pytest.raises(ValueError, match=r"edited\.json: results\[0\]\.macs must be a positive integer"):
+        bench.load_results(path)
+
+
+def test_bench_report_with_an_unknown_baseline_is_an_error_naming_the_models():
+    from cspnet_lab.measure import bench
+    out = subprocess.run([sys.executable, "-m", "cspnet_lab", "bench-report", str(bench.RESULTS / "bench_cpu.json"),
+                          "--baseline", "nosuch"], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--baseline 'nosuch' is not a model in this result" in out.stderr and "densenet121" in out.stderr
+
+
+def test_bench_bf16_without_native_bf16_says_so_on_stderr(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "cspnet_lab", "bench", "--preset", "smoke", "--bf16",
+                          "--modes", "inference", "--out", str(tmp_path / "b.json")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "warning: --bf16 on the CPU is not native bf16" in out.stderr
+
+
+# --------------------------------------------------------------------------- the darknet .cfg reader
+
+NET = "[net]\nheight=32\nwidth=32\nchannels=3\n"
+CONV = "[convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\nstride=1\npad=1\nactivation=leaky\n"
+
+
+def _darknet():
+    from cspnet_lab.models import darknet
+    return darknet
+
+
+@pytest.mark.parametrize("text, match", [
+    (NET.replace("height=32", "height=-32") + CONV, r"\[net\] \(line 1\) height must be an integer >= 1"),
+    (NET + CONV.replace("filters=8", "filters=0"), "filters must be an integer >= 1"),
+    (NET + CONV.replace("filters=8", "filters=-8"), "filters must be an integer >= 1"),
+    (NET + CONV.replace("size=3", "size=0"), "size must be an integer >= 1"),
+    (NET + CONV.replace("stride=1", "stride=0"), "stride must be an integer >= 1"),
+    (NET + CONV + "groups=0\n", "groups must be an integer >= 1"),
+    (NET + "[maxpool]\nsize=2\nstride=0\n", "stride must be an integer >= 1"),
+    (NET + CONV + "filters=16\n", "gives 'filters' twice"),
+    (NET + CONV + "[shortcut]\nfrom=-1\nactivation=swishy\n", "activation 'swishy' is not supported"),
+    (NET + CONV + "[route]\nlayers=-5\n", "not an earlier layer"),
+    (NET + CONV + "[route]\nlayers=3\n", "not an earlier layer"),
+    (NET + CONV + "[yolo]\n", r"section \[yolo\] is not supported"),
+    (CONV, r"must start with a \[net\] section"),
+    ("", r"must start with a \[net\] section"),
+    ("\x00\x01\x02binary", "NUL bytes"),
+    (NET + "#" * (2 << 20), "is refused"),
+    (NET + CONV.replace("filters=8", "filters=__import__('os').system('touch /tmp/pwned')"),
+     "filters must be an integer"),
+    (NET.replace("height=32", "height=4").replace("width=32", "width=4")
+     + CONV.replace("pad=1", "pad=0").replace("stride=1", "stride=2") * 6, "cannot run on its own input size"),
+])
+def test_darknet_cfg_hostile_input_is_refused_before_building(text, match):
+    with pytest.raises(ValueError, match=match):
+        _darknet().build(text)
+
+
+def test_darknet_values_that_look_like_code_are_never_evaluated(tmp_path, monkeypatch):
+    import builtins
+    calls = []
+    monkeypatch.setattr(builtins, "eval", lambda *a, **k: calls.append(a))
+    with pytest.raises(ValueError):
+        _darknet().build(NET + CONV.replace("filters=8", "filters=2*4"))
+    assert calls == []
+
+
+def test_darknet_any_nonzero_batch_normalize_switches_batch_norm_on():
+    model = _darknet().build(NET + CONV.replace("batch_normalize=1", "batch_normalize=2"))
+    assert isinstance(model.layers[0].norm, torch.nn.BatchNorm2d) and model.layers[0].conv.bias is None
+
+
+def test_darknet_misspelt_key_is_refused_and_only_warns_when_not_strict():
+    text = NET + CONV + "filterz=9\n"
+    with pytest.raises(ValueError, match="no key 'filterz'"):
+        _darknet().build(text)
+    with pytest.warns(UserWarning, match="no key 'filterz'"):
+        _darknet().build(text, strict=False)
+
+
+def test_darknet_huge_filters_refused_from_the_estimate_before_allocating():
+    from cspnet_lab import _checks
+    text = NET + (CONV.replace("filters=8", "filters=1000000").replace("batch_normalize=1", "batch_normalize=0")) * 2
+    with pytest.raises(ValueError, match=r"would have about [\d,]+ parameters"):
+        _darknet().build(text)
+    # the estimate is the convolutions' weights (plus 2 per filter for a norm's affine or a bias pair)
+    net, *body = _darknet().parse(NET + CONV)
+    assert _darknet()._parameter_estimate(net, body) == 8 * 3 * 9 + 16
+    assert _checks.MAX_PARAMETERS == 2**31
+
+
+def test_the_authors_cfgs_pass_strict():
+    d = _darknet()
+    for name in d.AUTHORS_CFGS:
+        with torch.device("meta"):
+            d.build(d.authors_cfg(name), strict=True)
+
+
+# --------------------------------------------------------------------------- modern blocks
+
+@pytest.mark.parametrize("build, match", [
+    (lambda m: m.C3(8, 8, 1, shortcut="no"), "shortcut must be True or False"),
+    (lambda m: m.C2f(8, 8, 1, shortcut=None), "shortcut must be True or False"),
+    (lambda m: m.BottleneckCSP(8, 8, 1, shortcut=1), "shortcut must be True or False"),
+    (lambda m: m.c3_counterpart(8, 8, 1, shortcut="yes"), "shortcut must be True or False"),
+    (lambda m: m.CrossStage(8, 8, 1, stride=0), "stride must be one of"),
+    (lambda m: m.CrossStage(8, 8, 1, groups=0), "groups must be a positive integer"),
+    (lambda m: m.ResBottleneck(8, groups=0), "groups must be a positive integer"),
+])
+def test_modern_blocks_refuse_non_booleans_and_zero_strides_or_groups(build, match):
+    from cspnet_lab.models import modern
+    with pytest.raises(ValueError, match=match):
+        build(modern)

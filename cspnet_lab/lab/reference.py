@@ -47,3 +47,19 @@ PAPER_GAMMA = [
 # The source article (facts.md) prints no counts: these were counted from its code (parameters, and
 # fvcore's totals at 224x224 with the models in eval()).
 ARTICLE = {"article_densenet": (1_447_470, 0.580), "article_cspdensenet": (1_274_934, 0.555)}
+
+# The paper's Figure 4 discussion, in top-1 points against PeleeNet: fusion last "top-1 only drop 0.1%",
+# fusion first "significantly drops 1.5%".
+PAPER_FUSION_TOP1 = {"last": -0.1, "first": -1.5}
+
+
+def paper_drops_inside(low: float, high: float) -> list[str]:
+    """The fusions of PAPER_FUSION_TOP1 whose drop (points) lies in [low, high], in the dict's order.
+
+    When both lie inside, the interval cannot tell the paper's fusion-last drop from its fusion-first one.
+    """
+    if not (isinstance(low, (int, float)) and isinstance(high, (int, float))):
+        raise TypeError(f"low and high must be numbers, got {type(low).__name__}, {type(high).__name__}")
+    if low > high:
+        raise ValueError(f"low must be <= high, got low={low}, high={high}")
+    return [name for name, drop in PAPER_FUSION_TOP1.items() if low <= drop <= high]

@@ -41,7 +41,7 @@ from torch import nn
 
 from . import costs
 from .stats import MIN_ROUNDS, paired_bootstrap, realised_fraction, verdict  # noqa: F401 (re-exported)
-from .._io import atomic_write_text
+from .._io import FolderLock, atomic_write_text
 from ..models.registry import ModelSpec
 
 SCHEMA = "cspnet_lab.bench/2"
@@ -558,6 +558,17 @@ def run(settings: BenchSettings, progress=print, out=None, resume: bool = False,
     line (``print``), ``"tqdm"`` for a progress bar, or None.
     """
     settings.validate()
+    if out is None:
+        return _run(settings, progress, None, resume, overwrite)
+    out = pathlib.Path(out)
+    check_output(out, resume, overwrite, settings)     # a clear error, and the folder exists, before the lock
+    # Two runs writing one file would each overwrite the other's rows: the second is refused (and checked
+    # again under the lock: a run that finished meanwhile left a file that is not overwritten).
+    with FolderLock(out.parent, name=f".{out.name}.lock", what="bench run", subject=out):
+        return _run(settings, progress, out, resume, overwrite)
+
+
+def _run(settings, progress, out, resume, overwrite) -> dict:
     earlier = check_output(out, resume, overwrite, settings) if out is not None else None
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -579,17 +590,24 @@ def run(settings: BenchSettings, progress=print, out=None, resume: bool = False,
         pending = [g for g in _groups(settings) if not all((label, *g) in done for label in labels)]
         bar = tqdm(total=len(pending) * len(labels) * settings.repeats, unit="sample", desc="bench")
 
-    def emit(row):
+    unsaid = dict(done)     # earlier rows not yet re-emitted: every save keeps them, so a resume that fails
+                            # (disk full, killed) never leaves fewer finished rows than it found
+
+    def emit(row, save=True):
+        key = _key(row)
+        if row.get("status") == "skipped" and key in unsaid:
+            row = unsaid[key]   # a finished row is never replaced by "skipped"
+        unsaid.pop(key, None)
         result["results"].append(row)
-        if out is not None:
-            save_results(result, out)
+        if out is not None and save:   # a row taken over unchanged adds nothing: the file stays as it was
+            save_results({**result, "results": result["results"] + list(unsaid.values())}, out)
 
     groups = _groups(settings)
     for g, (size, batch, mode) in enumerate(groups):
         specs = [ModelSpec.parse(m) for m in settings.models]
         if all((s.label, size, batch, mode) in done for s in specs):
             for spec in specs:
-                emit(done[(spec.label, size, batch, mode)])
+                emit(done[(spec.label, size, batch, mode)], save=False)
             continue
         todo = specs     # a group cut short is measured again whole: its rows must share their rounds
         if time.monotonic() > deadline:
@@ -605,6 +623,7 @@ def run(settings: BenchSettings, progress=print, out=None, resume: bool = False,
     if bar is not None:
         bar.close()
     result["provenance"]["elapsed_s"] = round(time.monotonic() - start, 1)
+    result["results"] += list(unsaid.values())
     if out is not None:
         save_results(result, out)
     return result
@@ -770,8 +789,11 @@ def save_results(result: dict, path) -> pathlib.Path:
     return atomic_write_text(path, json.dumps(result, indent=1, allow_nan=False) + "\n")
 
 
+_MAX_COUNT = 2**63   # an int64: no count, size or batch of a real run comes near it (10**400 would print "-100 %")
+
+
 def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, int) and not isinstance(v, bool) and abs(v) < _MAX_COUNT
 
 
 def _is_num(v) -> bool:

@@ -343,6 +343,22 @@ def layer_balance(report: CostReport, top: int = 3) -> dict:
                 count=len(convs), top=[(r.name, r.macs) for r in convs[:top]])
 
 
+def transition_peaks(report: CostReport) -> dict:
+    """The largest transition convs, the bottleneck as the paper's section 4.5 and Figure 7 place it.
+
+    ``transition``: the largest conv of a stage's transition (DenseNet's transitionN, CSP's
+    stageN.transition), as (name, MACs); ``any_transition``: the largest over transitions and dense
+    transitions together (a CSP stage's 1x1 conv on the dense path counts as a transition layer too).
+    """
+    convs = [r for r in report.layers if r.kind == "conv"]
+    trans = [r for r in convs if r.part == "transition"]
+    both = [r for r in convs if r.part in ("transition", "dense_transition")]
+    if not trans:
+        raise ValueError("report has no transition conv")
+    top = lambda rows: max(rows, key=lambda r: r.macs)      # noqa: E731
+    return dict(transition=(top(trans).name, top(trans).macs),
+                any_transition=(top(both).name, top(both).macs))
+
 # --------------------------------------------------------------------------- measured, on a real model
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _checks
-from .densenet import CONCAT_ORDERS, DenseNetBase, DenseNetConfig, StagePlan, StageParts, _from_args
+from .densenet import CONCAT_ORDERS, UNSET, DenseNetBase, DenseNetConfig, StagePlan, StageParts, _from_args
 from .layers import Transition
 
 FUSIONS = ("csp", "first", "last")
@@ -214,16 +214,16 @@ class CSPDenseNet(DenseNetBase):
     the same order, same outputs.
     """
 
-    def __init__(self, growth_rate: int = 32, block_config=(6, 12, 24, 16), num_init_features: int = 64,
-                 bn_size: int = 4, drop_rate: float = 0.0, num_classes: int = 1000,
-                 memory_efficient: bool = False, *, part_ratio: float = 0.5, fusion: str = "csp",
-                 compression: float = 0.5, in_channels: int = 3, stem: str = "imagenet",
-                 stem_norm: bool = True, final_norm: bool = True, pool_first: bool = False,
-                 dense_transition_ratio: float | None = None, last_downsample: str = "skip",
-                 widths: str = "narrow", concat_order: str | None = None,
-                 config: CSPDenseNetConfig | None = None) -> None:
-        args = {k: v for k, v in locals().items() if k not in ("self", "config", "__class__")}
-        super().__init__(_from_args(CSPDenseNetConfig, config, args))
+    def __init__(self, growth_rate: int = UNSET, block_config=UNSET, num_init_features: int = UNSET,
+                 bn_size: int = UNSET, drop_rate: float = UNSET, num_classes: int = UNSET,
+                 memory_efficient: bool = UNSET, *, part_ratio: float = UNSET, fusion: str = UNSET,
+                 compression: float = UNSET, in_channels: int = UNSET, stem: str = UNSET,
+                 stem_norm: bool = UNSET, final_norm: bool = UNSET, pool_first: bool = UNSET,
+                 dense_transition_ratio: float | None = UNSET, last_downsample: str = UNSET,
+                 widths: str = UNSET, concat_order: str | None = UNSET,
+                 config: CSPDenseNetConfig | None = None, allow_large: bool = False) -> None:
+        args = {k: v for k, v in locals().items() if k not in ("self", "config", "__class__", "allow_large")}
+        super().__init__(_from_args(CSPDenseNetConfig, config, args), allow_large=allow_large)
 
     def _stage(self, plan: StagePlan):
         yield f"stage{plan.index}", CSPStage(plan, self._dense_block(plan), pool_first=self.config.pool_first)

@@ -10,7 +10,7 @@ relative (``-4``) or absolute index. Supported: ``convolutional`` (``batch_norma
 (global) and ``softmax``. Anything else raises ValueError naming the section.
 
 Counting follows darknet: a conv's BFLOPs are ``2 x weights x output pixels / 1e9`` (2 FLOPs per
-multiply-add), so :func:`costs` reports multiply-adds and ``bflops = 2 x macs / 1e9``. The total that
+multiply-add), so :func:`cfg_costs` reports multiply-adds and ``bflops = 2 x macs / 1e9``. The total that
 darknet prints (AlexeyAB/darknet, ``src/parser.c``: the sum of every layer's ``l.bflops``) also counts a
 ``[maxpool]`` as ``size^2 x channels x output pixels`` and a ``[shortcut]`` as one FLOP per output
 element (``src/maxpool_layer.c``, ``src/shortcut_layer.c``); ``[route]``, ``[avgpool]`` and
@@ -31,29 +31,69 @@ LAYER_TYPES = ("convolutional", "maxpool", "route", "shortcut", "avgpool", "soft
 ACTIVATIONS = {"leaky": lambda: nn.LeakyReLU(0.1), "linear": nn.Identity, "relu": nn.ReLU}
 
 
+#: The keys each layer type reads; anything else in a layer section is a misspelling or a feature this
+#: reader does not build (darknet itself prints such "unused" fields). [net] also holds training settings
+#: (batch, momentum, policy, ...) that a model builder does not read, so only its sizes are checked.
+KNOWN_KEYS = {
+    "convolutional": {"batch_normalize", "filters", "size", "stride", "pad", "padding", "groups", "activation"},
+    "maxpool": {"size", "stride"},
+    "route": {"layers"},
+    "shortcut": {"from", "activation"},
+    "avgpool": set(),
+    "softmax": {"groups"},
+}
+MAX_CFG_BYTES = 1 << 20   # the authors' cfgs are ~10 KB; a megabyte of text is not a network description
+MAX_VALUE = 1 << 20       # no size, stride, group or filter count of a real network comes near 2**20
+
+
 @dataclass
 class Section:
-    """One ``[type]`` block: its options in file order, values as written (strings)."""
+    """One ``[type]`` block: its options in file order, values as written (strings); ``line`` is the line of
+    its header in the file (0 when built by hand), for messages."""
 
     type: str
     options: dict[str, str] = field(default_factory=dict)
+    line: int = field(default=0, compare=False)
 
-    def number(self, key: str, default: int | None = None) -> int:
+    def _where(self) -> str:
+        return f"[{self.type}]" + (f" (line {self.line})" if self.line else "")
+
+    def number(self, key: str, default: int | None = None, low: int | None = None) -> int:
+        """The integer value of ``key`` (``default`` when absent), at least ``low``. Values are parsed with
+        ``int()`` only: nothing in a cfg is ever evaluated."""
         if key not in self.options:
             if default is None:
-                raise ValueError(f"[{self.type}] needs '{key}'")
+                raise ValueError(f"{self._where()} needs '{key}'")
             return default
+        text = self.options[key]
         try:
-            return int(self.options[key])
+            value = int(text, 10)
         except ValueError:
-            raise ValueError(f"[{self.type}] {key} must be an integer, got {self.options[key]!r}") from None
+            raise ValueError(f"{self._where()} {key} must be an integer, got {text!r}") from None
+        if (low is not None and value < low) or abs(value) > MAX_VALUE:
+            bound = f">= {low} and " if low is not None else ""
+            raise ValueError(f"{self._where()} {key} must be an integer {bound}<= {MAX_VALUE:,}, got {text!r}")
+        return value
 
     def text(self, key: str, default: str) -> str:
         return self.options.get(key, default)
 
 
-def parse(text: str) -> list[Section]:
-    """Sections of a cfg file, in order. Comments (``#``, ``;``) and blank lines are dropped."""
+def parse(text: str, strict: bool = True) -> list[Section]:
+    """Sections of a cfg file, in order. Comments (``#``, ``;``) and blank lines are dropped.
+
+    A key given twice in one section is refused (darknet's ``option_find`` silently keeps the first).
+    A key the layer type does not read (``filterz=9``) is a ValueError (``strict``, the default), or a warning
+    with ``strict=False``.
+    """
+    import warnings
+
+    if not isinstance(text, str):
+        raise TypeError(f"text must be the cfg's text (str), got {type(text).__name__}")
+    if len(text) > MAX_CFG_BYTES:
+        raise ValueError(f"a darknet cfg of {len(text):,} characters is refused (limit {MAX_CFG_BYTES:,})")
+    if "\x00" in text:
+        raise ValueError("the cfg text contains NUL bytes: a binary file, not a darknet cfg")
     sections: list[Section] = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].split(";", 1)[0].strip()
@@ -62,12 +102,23 @@ def parse(text: str) -> list[Section]:
         if line.startswith("["):
             if not line.endswith("]"):
                 raise ValueError(f"line {number}: unclosed section header {raw!r}")
-            sections.append(Section(line[1:-1].strip()))
+            sections.append(Section(line[1:-1].strip(), line=number))
         elif "=" in line:
             if not sections:
                 raise ValueError(f"line {number}: option {raw!r} before any [section]")
-            key, value = line.split("=", 1)
-            sections[-1].options[key.strip()] = value.strip()
+            key, value = (part.strip() for part in line.split("=", 1))
+            here = sections[-1]
+            if key in here.options:
+                raise ValueError(f"line {number}: [{here.type}] gives {key!r} twice (darknet would keep the "
+                                 f"first, {here.options[key]!r}, silently); remove one")
+            known = KNOWN_KEYS.get(here.type)
+            if known is not None and key not in known:
+                message = (f"line {number}: [{here.type}] has no key {key!r} (known: {', '.join(sorted(known))}); "
+                           "it is ignored")
+                if strict:
+                    raise ValueError(message)
+                warnings.warn(message, stacklevel=2)
+            here.options[key] = value
         else:
             raise ValueError(f"line {number}: expected '[section]' or 'key=value', got {raw!r}")
     if not sections or sections[0].type not in ("net", "network"):
@@ -151,11 +202,12 @@ class LayerShape:
 class DarknetModel(nn.Module):
     """The network of a parsed cfg; ``layers[i]`` is the cfg's layer i (``[net]`` not counted)."""
 
-    def __init__(self, sections: list[Section]) -> None:
+    def __init__(self, sections: list[Section], allow_large: bool = False) -> None:
         super().__init__()
         net, body = sections[0], sections[1:]
-        self.in_channels = net.number("channels", 3)
-        self.input_size = (net.number("height", 224), net.number("width", 224))
+        self.in_channels = net.number("channels", 3, low=1)
+        self.input_size = (net.number("height", 224, low=1), net.number("width", 224, low=1))
+        _checks.parameter_budget(_parameter_estimate(net, body), "this darknet cfg", allow_large)
         self.layers = nn.ModuleList()
         self.shapes: list[LayerShape] = []
         c, h, w = self.in_channels, *self.input_size
@@ -165,7 +217,7 @@ class DarknetModel(nn.Module):
             if s.type == "convolutional":
                 layer, (c, h, w) = self._conv(s, c, h, w)
             elif s.type == "maxpool":
-                size, stride = s.number("size", 2), s.number("stride", 2)
+                size, stride = s.number("size", 2, low=1), s.number("stride", 2, low=1)
                 layer = DarknetMaxPool(size, stride)
                 h, w = (h + size - 1 - size) // stride + 1, (w + size - 1 - size) // stride + 1
             elif s.type == "route":
@@ -176,19 +228,29 @@ class DarknetModel(nn.Module):
                 layer, c = Route(sources), sum(self.shapes[j].channels for j in sources)
                 h, w = sizes.pop()
             elif s.type == "shortcut":
-                layer = Shortcut(_index(s.text("from", ""), i), s.text("activation", "linear"))
+                activation = s.text("activation", "linear")
+                if activation not in ACTIVATIONS:
+                    raise ValueError(f"layer {i}: [shortcut] activation {activation!r} is not supported; "
+                                     f"supported: {tuple(ACTIVATIONS)}")
+                layer = Shortcut(_index(s.text("from", ""), i), activation)
             elif s.type == "avgpool":
                 layer, h, w = nn.AdaptiveAvgPool2d(1), 1, 1
             else:
                 layer = nn.Softmax(dim=1)
+            if h < 1 or w < 1:
+                before = self.shapes[-1] if self.shapes else None
+                size = f"{before.height}x{before.width}" if before else f"{self.input_size[0]}x{self.input_size[1]}"
+                raise ValueError(f"layer {i} ([{s.type}]) shrinks its {size} input to {h}x{w}: the cfg cannot run "
+                                 f"on its own input size {self.input_size[0]}x{self.input_size[1]}")
             self.layers.append(layer)
             self.shapes.append(LayerShape(i, s.type, c, h, w))
 
     @staticmethod
     def _conv(s: Section, c: int, h: int, w: int):
-        n, k, stride = s.number("filters"), s.number("size", 1), s.number("stride", 1)
-        groups, bn = s.number("groups", 1), s.number("batch_normalize", 0) == 1
-        pad = k // 2 if s.number("pad", 0) else s.number("padding", 0)
+        n, k, stride = s.number("filters", low=1), s.number("size", 1, low=1), s.number("stride", 1, low=1)
+        groups = s.number("groups", 1, low=1)
+        bn = s.number("batch_normalize", 0) != 0          # darknet: any non-zero value switches it on
+        pad = k // 2 if s.number("pad", 0) else s.number("padding", 0, low=0)
         activation = s.text("activation", "logistic")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation {activation!r} is not supported; supported: {tuple(ACTIVATIONS)}")
@@ -225,8 +287,28 @@ def authors_cfg(name: str) -> str:
     return resources.files("cspnet_lab.models").joinpath("cfg", f"{name}.cfg").read_text()
 
 
-def build(text: str) -> DarknetModel:
-    return DarknetModel(parse(text))
+def _parameter_estimate(net: Section, body: list[Section]) -> int:
+    """The convolutions' weights, from the sections alone (nothing allocated): a walk of channels only."""
+    c, channels, total = net.number("channels", 3, low=1), [], 0
+    for i, s in enumerate(body):
+        if s.type == "convolutional":
+            n, k = s.number("filters", low=1), s.number("size", 1, low=1)
+            groups = s.number("groups", 1, low=1)
+            total += n * (c // groups) * k * k + 2 * n
+            c = n
+        elif s.type == "route":
+            try:
+                c = sum(channels[_index(r, i)] for r in s.text("layers", "").split(","))
+            except (ValueError, IndexError):
+                pass                     # the build names the bad reference
+        channels.append(c)
+    return total
+
+
+def build(text: str, strict: bool = True, allow_large: bool = False) -> DarknetModel:
+    """The model of a cfg's text. ``strict`` (default): an unknown key is an error (``False``: a warning); ``allow_large``: build
+    past :data:`cspnet_lab._checks.MAX_PARAMETERS` (estimated from the sections before anything is allocated)."""
+    return DarknetModel(parse(text, strict=strict), allow_large=allow_large)
 
 
 @dataclass(frozen=True)
@@ -246,7 +328,7 @@ class DarknetCosts:
         return (2 * self.macs + self.other_flops) / 1e9
 
 
-def costs(model: DarknetModel) -> DarknetCosts:
+def cfg_costs(model: DarknetModel) -> DarknetCosts:
     """Trainable parameters, conv multiply-adds and darknet's other FLOPs (max pooling, shortcut
     additions) at the cfg's own input size, from the layer shapes."""
     macs = other = 0

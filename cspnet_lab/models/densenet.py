@@ -8,7 +8,7 @@ The cost functions in :mod:`cspnet_lab.costs` read the same plans without buildi
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -195,10 +195,31 @@ class StageParts:
     run: object                         # callable: stage input -> stage output
 
 
+def parameter_estimate(config) -> int:
+    """Parameters of the network a config describes, from its plans alone (nothing is built), in closed
+    form per stage so that a typo such as ``block_config=(100000,)`` is priced instantly. Exact for DenseNet
+    and CSPDenseNet (the tests hold it equal to the built model's count)."""
+    c0 = config.num_init_features
+    total = config.in_channels * c0 * (49 if config.stem == "imagenet" else 9)
+    total += 2 * c0 if getattr(config, "stem_norm", True) else 0
+    for p in config.stages():
+        L, k, width = p.num_layers, p.growth_rate, p.bn_size * p.growth_rate
+        reads = L * p.dense_channels + k * L * (L - 1) // 2        # sum of every layer's input channels
+        total += 2 * reads + reads * width + L * (2 * width + width * k * 9)
+        if p.dense_transition_channels:
+            total += 2 * p.dense_out_channels + p.dense_out_channels * p.dense_transition_channels
+        if p.transition_channels:
+            total += 2 * p.concat_channels + p.concat_channels * p.transition_channels
+    out = config.stages()[-1].out_channels
+    total += 2 * out if config.final_norm else 0
+    return total + out * config.num_classes + config.num_classes
+
+
 class DenseNetBase(nn.Module):
     """Stem, head, input checks and torchvision's initialisation, shared by DenseNet and CSPDenseNet."""
 
-    def __init__(self, config) -> None:
+    def __init__(self, config, allow_large: bool = False) -> None:
+        _checks.parameter_budget(parameter_estimate(config), type(self).__name__, allow_large)
         super().__init__()
         self.config = config
         self.plans = config.stages()
@@ -228,11 +249,6 @@ class DenseNetBase(nn.Module):
     def _stage(self, plan: StagePlan):
         raise NotImplementedError
 
-    def stem_modules(self) -> list[tuple[str, nn.Module]]:
-        """The stem's (name, module) pairs, in order: conv0 [, norm0, relu0] [, pool0]."""
-        names = ("conv0", "norm0", "relu0", "pool0")
-        return [(n, m) for n, m in self.features.named_children() if n in names]
-
     def _dense_block(self, plan: StagePlan) -> DenseBlock:
         c = self.config
         return DenseBlock(plan.num_layers, plan.dense_channels, plan.bn_size, plan.growth_rate,
@@ -260,7 +276,8 @@ class DenseNetBase(nn.Module):
             raise ValueError(f"input must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() != 4:
             raise ValueError(f"input must be a 4-D batch (N, C, H, W), got shape {tuple(x.shape)}")
-        _checks.floating_tensor("input", x)
+        weight = next(self.parameters(), None)
+        _checks.floating_tensor("input", x, model_dtype=None if weight is None else weight.dtype)
         if x.shape[1] != c.in_channels:
             raise ValueError(f"input has {x.shape[1]} channels; this model takes in_channels={c.in_channels}")
         h, w = int(x.shape[2]), int(x.shape[3])
@@ -269,31 +286,86 @@ class DenseNetBase(nn.Module):
                              f"width must be >= {self.min_input_size} (stem={c.stem!r}, "
                              f"{len(self.plans) - 1} transitions)")
 
-    def head(self, features: Tensor) -> Tensor:
-        """ReLU (after norm5), global average pooling, classifier."""
+    # The model API of timm and torchvision: forward == forward_head(forward_features(x)).
+    @property
+    def num_features(self) -> int:
+        """Channels of the pooled features the classifier reads."""
+        return self.plans[-1].out_channels
+
+    @property
+    def feature_info(self) -> list[dict]:
+        """One dict per stage, from the plans: ``num_chs``, ``reduction`` (input px per output px), ``module``."""
+        info, reduction = [], 1 if self.config.stem == "cifar" else 4
+        for part in self.stage_parts():
+            reduction *= 2 if part.plan.downsample else 1
+            info.append({"num_chs": part.plan.out_channels, "reduction": reduction, "module": part.prefix})
+        return info
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new zero-bias classifier for ``num_classes``; ``self.config`` follows, so costs stay right."""
+        config = replace(self.config, num_classes=num_classes)     # validates: an integer >= 1
+        self.classifier = nn.Linear(self.num_features, config.num_classes)
+        nn.init.constant_(self.classifier.bias, 0)
+        self.config = config
+
+    def fuse_for_inference(self, **cuts) -> nn.Module:
+        """An eval-mode copy with exact inference cuts (same outputs up to float rounding); this model is
+        unchanged. See :func:`cspnet_lab.models.inference.fuse_for_inference` for the cuts."""
+        from .inference import fuse_for_inference
+        return fuse_for_inference(self, **cuts)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        if not _tracing():
+            self.check_input(x)
+        return self.features(x)
+
+    def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
+        """ReLU (after norm5), global average pooling, then the classifier unless ``pre_logits``."""
         if self.config.final_norm:
-            features = F.relu(features, inplace=True)
-        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(features, (1, 1)), 1))
+            features = F.relu(features)
+        pooled = torch.flatten(F.adaptive_avg_pool2d(features, (1, 1)), 1)
+        return pooled if pre_logits else self.classifier(pooled)
 
     def forward(self, x: Tensor) -> Tensor:
-        if not torch.jit.is_tracing():
-            self.check_input(x)
-        return self.head(self.features(x))
+        return self.forward_head(self.forward_features(x))
+
+
+def _tracing() -> bool:
+    """True under torch.jit.trace, torch.fx, torch.compile/export: the input check runs in eager mode only."""
+    import torch.fx._symbolic_trace as fx_trace
+    # is_fx_tracing() logs a warning on every call in recent torch; read its flag (present since torch 1.x)
+    fx = getattr(fx_trace, "is_fx_symbolic_tracing", None)
+    fx_active = fx() if fx is not None else bool(getattr(fx_trace, "_is_fx_tracing_flag", False))
+    return bool(torch.jit.is_tracing() or fx_active or torch.compiler.is_compiling())
+
+
+class _Unset:
+    """The default of every model argument: "not given", so the config's own default applies."""
+
+    def __repr__(self) -> str:
+        return "<config default>"
+
+
+UNSET = _Unset()
 
 
 def _from_args(config_cls, config, args: dict):
     """The config a model is built from: ``config`` as given, or one made from the arguments.
 
-    Giving both is an error: a config is the whole description of a network.
+    Giving both is an error: a config is the whole description of a network. An argument counts as
+    given when it is not ``UNSET`` (a sentinel, so ``growth_rate=32`` beside ``config=`` is refused
+    even though 32 is the default).
     """
+    given = {k: v for k, v in args.items() if v is not UNSET}
     if config is None:
-        return config_cls(**args)
+        return config_cls(**given)
     if not isinstance(config, config_cls):
         raise ValueError(f"config must be a {config_cls.__name__}, got {type(config).__name__}")
-    defaults = {k: f.default for k, f in config_cls.__dataclass_fields__.items()}
-    changed = sorted(k for k, v in args.items() if k in defaults and v != defaults[k])
-    if changed:
-        raise ValueError(f"pass either config= or arguments, not both (got config and {', '.join(changed)})")
+    if given:
+        raise ValueError(f"pass either config= or arguments, not both (got config and {', '.join(sorted(given))})")
     return config
 
 
@@ -307,13 +379,14 @@ class DenseNet(DenseNetBase):
     gradients, less activation memory, more compute.
     """
 
-    def __init__(self, growth_rate: int = 32, block_config=(6, 12, 24, 16), num_init_features: int = 64,
-                 bn_size: int = 4, drop_rate: float = 0.0, num_classes: int = 1000,
-                 memory_efficient: bool = False, *, compression: float = 0.5, in_channels: int = 3,
-                 stem: str = "imagenet", stem_norm: bool = True, final_norm: bool = True,
-                 pool_first: bool = False, config: DenseNetConfig | None = None) -> None:
-        args = {k: v for k, v in locals().items() if k not in ("self", "config", "__class__")}
-        super().__init__(_from_args(DenseNetConfig, config, args))
+    def __init__(self, growth_rate: int = UNSET, block_config=UNSET, num_init_features: int = UNSET,
+                 bn_size: int = UNSET, drop_rate: float = UNSET, num_classes: int = UNSET,
+                 memory_efficient: bool = UNSET, *, compression: float = UNSET, in_channels: int = UNSET,
+                 stem: str = UNSET, stem_norm: bool = UNSET, final_norm: bool = UNSET,
+                 pool_first: bool = UNSET, config: DenseNetConfig | None = None,
+                 allow_large: bool = False) -> None:
+        args = {k: v for k, v in locals().items() if k not in ("self", "config", "__class__", "allow_large")}
+        super().__init__(_from_args(DenseNetConfig, config, args), allow_large=allow_large)
 
     def _stage(self, plan: StagePlan):
         yield f"denseblock{plan.index}", self._dense_block(plan)

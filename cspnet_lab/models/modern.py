@@ -54,6 +54,7 @@ class YoloBottleneck(nn.Module):
     def __init__(self, c1: int, c2: int, shortcut: bool = True, kernels=(1, 3), e: float = 0.5,
                  act=nn.SiLU) -> None:
         super().__init__()
+        _checks.boolean("shortcut", shortcut)     # "no" is truthy: it would switch the residual add on
         hidden = int(c2 * e)
         self.cv1 = ConvNormAct(c1, hidden, kernels[0], act=act)
         self.cv2 = ConvNormAct(hidden, c2, kernels[1], act=act)
@@ -103,6 +104,7 @@ class ResBottleneck(nn.Module):
 
     def __init__(self, channels: int, bottle_ratio: float = 1.0, groups: int = 1, act=_leaky) -> None:
         super().__init__()
+        _checks.positive_int("groups", groups)    # 0 would divide by zero below
         mid = int(round(channels * _checks.ratio_open_closed("bottle_ratio", bottle_ratio)))
         if mid < 1:
             raise ValueError(f"bottle_ratio={bottle_ratio} leaves {channels} channels a 0-wide bottleneck")
@@ -127,6 +129,7 @@ class CrossStage(nn.Module):
         in_chs, out_chs, depth = _widths(in_chs, out_chs, depth)
         _checks.choice("stride", stride, (1, 2))
         _checks.ratio_open_closed("bottle_ratio", bottle_ratio)
+        _checks.positive_int("groups", groups)
         half = out_chs // 2
         self.conv_down = ConvNormAct(in_chs, out_chs, 3, stride, act=_leaky) if stride == 2 else None
         self.conv_exp = ConvNormAct(out_chs if stride == 2 else in_chs, out_chs, 1, act=_leaky)
@@ -194,3 +197,25 @@ def cross_stage_counterpart(in_chs: int, out_chs: int, depth: int, stride: int =
 FIGURE3 = {"C3": "fusion first (3c), projections instead of a slice",
            "C2f": "fusion first (3c), a slice, blocks chained, every block output concatenated once",
            "CrossStage": "CSPDenseNet's fusion (3b): transition, concat, transition"}
+
+
+class BottleneckCSP(nn.Module):
+    """YOLOv4/v5's ``BottleneckCSP`` (ultralytics/yolov5, ``models/common.py``), Figure 3b exactly:
+    ``cv4(act(bn(cat(cv3(m(cv1(x))), cv2(x)))))``; ``cv2`` and ``cv3`` are plain 1x1 convs (no BN of
+    their own: one BN over the concat), ``cv3`` is the transition on the block path. Hidden ``c2 / 2``."""
+
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True) -> None:
+        super().__init__()
+        c1, c2, n = _widths(c1, c2, n)
+        hidden = c2 // 2
+        self.cv1 = ConvNormAct(c1, hidden, 1, act=nn.SiLU)            # the block path's projection
+        self.cv2 = nn.Conv2d(c1, hidden, 1, bias=False)                # the cross path's projection
+        self.cv3 = nn.Conv2d(hidden, hidden, 1, bias=False)            # transition on the block path
+        self.cv4 = ConvNormAct(2 * hidden, c2, 1, act=nn.SiLU)        # transition after the concat
+        self.bn = nn.BatchNorm2d(2 * hidden)
+        self.act = nn.SiLU()
+        self.m = nn.Sequential(*(YoloBottleneck(hidden, hidden, shortcut, (1, 3), 1.0) for _ in range(n)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        y1 = self.cv3(self.m(self.cv1(x)))
+        return self.cv4(self.act(self.bn(torch.cat([y1, self.cv2(x)], 1))))

@@ -45,6 +45,9 @@ def list_models() -> list[str]:
 
 
 def _preset(name: str) -> tuple[type, dict]:
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a str (a preset name such as 'densenet121'; see list_models()), "
+                        f"got {type(name).__name__}; for a config, build the class: DenseNet(config=...)")
     if name not in PRESETS:
         raise ValueError(f"unknown model name {name!r}; known models: {', '.join(PRESETS)}")
     return PRESETS[name]
