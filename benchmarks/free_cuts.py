@@ -113,7 +113,26 @@ def main() -> None:
         return
     if args.dry_run:
         args.rounds, args.processes, args.batch, args.size, args.baseline = 2, 2, 2, 64, "ours"
-    result = {"settings": vars(args) | {"torch": torch.__version__}, "quiet": True, "runs": {}}
+    import datetime
+    import platform
+
+    from cspnet_lab.measure.bench import cpu_name
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                                text=True).stdout.strip() or None
+    except OSError:
+        commit = None
+    provenance = {"device": cpu_name(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+                  "python": platform.python_version(), "commit": commit,
+                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  "command": " ".join([pathlib.Path(sys.executable).name, *sys.argv])}
+    try:
+        import torchvision
+        provenance["torchvision"] = torchvision.__version__
+    except ImportError:
+        provenance["torchvision"] = None
+    result = {"settings": vars(args) | {"torch": torch.__version__}, "provenance": provenance,
+              "max_load": MAX_LOAD, "quiet": True, "runs": {}}
     for arch in args.archs.split(","):
         runs = []
         for i in range(args.processes):

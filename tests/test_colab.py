@@ -59,7 +59,8 @@ def test_chapter_ran_once_in_the_colab_like_kernel_without_errors(chapter):
     assert re.search(r"Python 3\.\d+\.\d+, torch [\d.]+\S*, ipywidgets 7\.7\.1, cspnet_lab \d[\w.]*", setup), setup
     assert "pip could not install" not in setup
     everything = "".join(_text(c) for c in nb["cells"] if c["cell_type"] == "code")
-    assert "running on CPU" in everything or "running on GPU" in everything
+    computes = sum(c["cell_type"] == "code" for c in nb["cells"]) > 1    # the glossary has only the setup cell
+    assert not computes or "running on CPU" in everything or "running on GPU" in everything
 
 
 def test_cspnet_lab_came_from_the_setup_cell_into_the_venv_not_from_the_checkout():
