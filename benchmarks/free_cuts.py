@@ -32,7 +32,8 @@ from cspnet_lab.models.registry import cspdensenet121, densenet121  # noqa: E402
 NONE = dict(pool_first=False, fold_bn=False, concat_buffer=False, channels_last=False)
 CUTS = {"pool_first": dict(NONE, pool_first=True), "fold_bn": dict(NONE, fold_bn=True),
         "concat_buffer": dict(NONE, concat_buffer=True), "channels_last": dict(NONE, channels_last=True),
-        "all": dict(pool_first=True, fold_bn=True, concat_buffer=True, channels_last=False)}
+        "all": dict(pool_first=True, fold_bn=True, concat_buffer=True, channels_last=False),
+        "pool_fold_cl": dict(pool_first=True, fold_bn=True, concat_buffer=False, channels_last=True)}
 MAX_LOAD = 1.5
 
 
