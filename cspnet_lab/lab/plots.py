@@ -234,61 +234,6 @@ def dataflow_diagram(plan, ax=None, title: str | None = None):
     return fig
 
 
-def similarity_heatmap(names, matrix, ax=None, title: str = ""):
-    """Cosine similarity between the gradient terms each consumer sends back to one feature map."""
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4, 3.6))
-    im = ax.imshow(matrix.numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
-    short = [n.replace("layer", "L") for n in names]
-    ax.set_xticks(range(len(names)), short, fontsize=7, rotation=90)
-    ax.set_yticks(range(len(names)), short, fontsize=7)
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    return fig
-
-
-def gradient_norms(histories: dict[str, list[dict]], ax=None, step: int = -1):
-    """Gradient norm of every dense layer's conv weights at one training step, for several models."""
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 3.2))
-    for i, (name, history) in enumerate(histories.items()):
-        row = history[step]
-        ax.plot(range(1, len(row) + 1), list(row.values()), marker="o", ms=3, label=name, color=STAGE_COLORS[i % 6])
-    ax.set_xlabel("dense layer (through the whole network)")
-    ax.set_ylabel("gradient norm of conv weights")
-    ax.set_yscale("log")
-    ax.legend(frameon=False)
-    fig.tight_layout()
-    return fig
-
-
-def savings_scatter(rows: list[dict], ax=None, title: str = ""):
-    """Multiply-add reduction (x) against measured time reduction (y), one point per variant and mode.
-
-    On the diagonal the FLOP cut is fully realised as time; below it, only partly.
-    """
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 4.4))
-    markers = {"inference": "o", "train": "s"}
-    for i, mode in enumerate(("inference", "train")):
-        pts = [r for r in rows if r["mode"] == mode]
-        ax.scatter([-r["macs_change_pct"] for r in pts], [-r["time_change_pct"] for r in pts], marker=markers[mode],
-                   color=STAGE_COLORS[i], label=mode, zorder=3)
-        for r in pts:
-            if mode == "train":
-                ax.annotate(r["model"].split(":", 1)[-1].replace("fusion=", "").replace(",part_ratio=", " "),
-                            (-r["macs_change_pct"], -r["time_change_pct"]), fontsize=6, alpha=0.7,
-                            xytext=(3, 3), textcoords="offset points")
-    lim = max([abs(r["macs_change_pct"]) for r in rows] + [abs(r["time_change_pct"]) for r in rows] + [5]) * 1.1
-    ax.plot([-lim, lim], [-lim, lim], color="grey", lw=0.8, ls="--", label="FLOP cut fully realised")
-    ax.axhline(0, color="grey", lw=0.5)
-    ax.axvline(0, color="grey", lw=0.5)
-    ax.set_xlim(-lim / 3, lim)
-    ax.set_ylim(-lim, lim)
-    ax.set_xlabel("multiply-add reduction (%)")
-    ax.set_ylabel("measured time reduction (%)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(frameon=False, fontsize=8)
-    return fig
-
-
 def overlap_intervals(series: dict[str, list[tuple[float, float, float]]], steps: list[int], ax=None,
                       ylabel: str = "overlap of the two routes' gradients", legend: bool = True):
     """A route measure (:func:`cspnet_lab.gradients.route_measures`; by default the overlap) per model

@@ -294,19 +294,6 @@ def _profile_once(fn, device: str):
     return by_cat, other, "device" if on_device else "cpu"
 
 
-def profile_model(model: str, mode: str = "train", batch: int = 2, input_size: int = 64, device: str = "cpu",
-                  steps: int = 3) -> dict:
-    """:func:`profile_breakdown` of one model spec's inference or training step, as a result-like row
-    (``model``, ``mode``, ``macs``, ``profile``) that :func:`plot_breakdown` draws."""
-    settings = BenchSettings(models=[model], batch_sizes=[batch], input_sizes=[input_size], modes=[mode],
-                             device=device, profile_steps=steps)
-    settings.validate()
-    case = _Case(ModelSpec.parse(model), batch, input_size, mode, settings)
-    return dict(model=case.spec.label, mode=mode, batch=batch, input_size=input_size,
-                macs=costs.analyze(case.spec.config(), input_size, batch=batch).macs,
-                profile=profile_breakdown(case.fn, device, steps))
-
-
 def profile_paired(models, mode: str = "train", batch: int = 4, input_size: int = 128, device: str = "cpu",
                    steps: int = 10, threads: int | None = None) -> list[dict]:
     """Profile ``models`` in ``steps`` interleaved rounds (each round profiles one step of every model, in
@@ -376,7 +363,7 @@ class _Case:
     def autocast(self):
         if self.settings.bf16:
             return torch.autocast(self.settings.device, dtype=torch.bfloat16)
-        return _null()
+        return contextlib.nullcontext()
 
     def fn(self) -> None:
         model = self.model
@@ -442,14 +429,6 @@ class _Case:
             except Exception as err:
                 row["profile_error"] = _one_line(err)
         return row
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def _base_row(spec: ModelSpec, batch: int, size: int, mode: str) -> dict:
