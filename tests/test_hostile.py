@@ -622,3 +622,38 @@ def test_modern_blocks_refuse_non_booleans_and_zero_strides_or_groups(build, mat
     from cspnet_lab.models import modern
     with pytest.raises(ValueError, match=match):
         build(modern)
+
+
+# --------------------------------------------------------------------------- explorers, figures, experiments (lows)
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: __import__("cspnet_lab.lab.explore", fromlist=["x"]).split_compute(0.5, 32, stage=0),
+     r"stage must be an integer in \[1, 4\]"),
+    (lambda: __import__("cspnet_lab.lab.explore", fromlist=["x"]).split_compute(0.5, 32, stage=-1),
+     r"stage must be an integer in \[1, 4\]"),
+    (lambda: __import__("cspnet_lab.lab.explore", fromlist=["x"]).split_compute(0.5, 32, stage=5),
+     r"stage must be an integer in \[1, 4\]"),
+    (lambda: __import__("cspnet_lab.lab.explore", fromlist=["x"]).growth_compute(4.7), "growth_rate"),
+    (lambda: __import__("cspnet_lab.lab.explore", fromlist=["x"]).growth_compute(float("nan")), "growth_rate"),
+    (lambda: __import__("cspnet_lab.lab.plots", fromlist=["x"]).stage_costs({}), "at least one model"),
+    (lambda: __import__("cspnet_lab.lab.experiments", fromlist=["x"]).run_flops(10, 100, 10, 1, 0), "batch_size"),
+    (lambda: __import__("cspnet_lab.lab.experiments", fromlist=["x"]).run_flops(10, -1, 10, 1, 8), "n_train"),
+    (lambda: __import__("cspnet_lab.lab.experiments", fromlist=["x"]).measure_throughput(
+        "densenet_cifar", 8, 1, 0), "batch_size"),
+    (lambda: __import__("cspnet_lab.lab.experiments", fromlist=["x"]).mean_curves([], "val_accuracy"),
+     "at least one run"),
+])
+def test_lab_functions_refuse_out_of_range_values_with_a_clear_message(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_static_explorer_escapes_script_closers_in_its_inline_json():
+    import json
+    from cspnet_lab.lab import explore
+    text = explore._script_json({"choice": "a</script><b>", "numbers": "<td>1</td>"})
+    assert "</" not in text                                 # nothing in it can end the inline script
+    assert json.loads(text) == {"choice": "a</script><b>", "numbers": "<td>1</td>"}   # same data
+    import inspect
+    src = inspect.getsource(explore.Explorer.static_html)
+    assert "json.dumps(" not in src and src.count("_script_json(") == 2

@@ -155,6 +155,8 @@ def cross_validate(variants: dict[str, str], folds, seeds, progress: bool = True
 
 def mean_curves(histories: list[dict], key: str) -> list[float]:
     """The epoch-by-epoch mean of ``key`` (e.g. ``"val_accuracy"``) over runs of equal length."""
+    if not histories:
+        raise ValueError("histories must hold at least one run's history, got none")
     rows = [[e[key] for e in h["epochs"]] for h in histories]
     if len({len(r) for r in rows}) != 1:
         raise ValueError("histories must all have the same number of epochs")
@@ -167,6 +169,11 @@ def mean_curves(histories: list[dict], key: str) -> list[float]:
 
 def run_flops(macs: int, n_train: int, n_val: int, epochs: int, batch_size: int) -> float:
     """FLOPs of one training run: full batches trained (3 passes), the validation set evaluated (1)."""
+    from .. import _checks
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    for name, value in (("macs", macs), ("n_train", n_train), ("n_val", n_val), ("epochs", epochs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     trained = (n_train // batch_size) * batch_size
     return epochs * FLOPS_PER_MAC * macs * (TRAIN_PASSES * trained + n_val)
 
@@ -177,6 +184,8 @@ def measure_throughput(spec: str, image_size: int, in_channels: int, batch_size:
     """Training FLOP/s reached on ``device``: a few SGD steps on random images, the first untimed."""
     if isinstance(timed_steps, bool) or not isinstance(timed_steps, int) or timed_steps < 1:
         raise ValueError(f"timed_steps must be a positive integer, got {timed_steps!r}")
+    from .. import _checks
+    _checks.positive_int("batch_size", batch_size)          # 0 would time nothing and return 0 FLOP/s
     device = torch.device(device)
     model = ModelSpec.parse(spec)
     model = ModelSpec(model.name, (("in_channels", in_channels), ("num_classes", num_classes),

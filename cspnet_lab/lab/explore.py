@@ -26,6 +26,7 @@ from typing import Callable
 import matplotlib
 import matplotlib.pyplot as plt
 
+from .. import _checks
 from ..measure import costs
 from . import plots
 from ..models.registry import model_config
@@ -130,14 +131,14 @@ class Explorer:
                 widget = (f'<input type="range" data-control="{i}" min="0" max="{len(c.grid) - 1}" step="1" '
                           f'value="{start}"> <output>{html.escape(str(c.grid[start]))}</output>')
             controls.append(f'<label style="margin-right:1.5em">{html.escape(c.name)} {widget}</label>')
-        grids = json.dumps([[str(v) for v in c.grid] for c in self.controls])
+        grids = _script_json([[str(v) for v in c.grid] for c in self.controls])
         first = frames["|".join(str(c.start) for c in self.controls)]
         return f"""<div class="cspnet-explorer" id="{eid}" style="border:1px solid #ddd;padding:.6em;border-radius:6px">
 <div style="font-weight:600;margin-bottom:.3em">{html.escape(self.title)}</div>
 <div class="cspnet-controls" style="margin-bottom:.4em">{''.join(controls)}</div>
 <img class="cspnet-frame" alt="{html.escape(self.title)}" style="max-width:100%" src="data:image/png;base64,{first['png']}">
 <div class="cspnet-numbers-box">{first['numbers']}</div>
-<script type="application/json" class="cspnet-frames">{json.dumps(frames)}</script>
+<script type="application/json" class="cspnet-frames">{_script_json(frames)}</script>
 <script>
 (function () {{
   var root = document.getElementById("{eid}");
@@ -181,7 +182,14 @@ def _pct(a: float, b: float) -> str:
 
 # --- chapter 2: feature-map growth ------------------------------------------------------------
 
+def _script_json(obj) -> str:
+    """JSON for an inline <script>: ``</`` is written ``<\\/`` (the same string to JSON) so that no value,
+    e.g. a control's choice, can close the script element."""
+    return json.dumps(obj).replace("</", "<\\/")
+
+
 def growth_compute(growth_rate: int = 32, depth: str = "121") -> dict:
+    growth_rate = _checks.positive_int("growth_rate", growth_rate)     # 4.7 or nan: an error, not truncated
     report = costs.analyze(f"densenet{depth}", 224, growth_rate=int(growth_rate))
     cio = report.cio()
     return dict(growth_rate=int(growth_rate), depth=str(depth), report=report, params=report.params,
@@ -216,8 +224,11 @@ growth_explorer = Explorer(
 def split_compute(part_ratio: float = 0.5, growth_rate: int = 32, stage: int = 2) -> dict:
     """One stage's plan and the network's savings in both width forms ("narrow": the dense transition
     compresses; "matched": every stage output as wide as DenseNet's)."""
-    k = int(growth_rate)
+    k = _checks.positive_int("growth_rate", growth_rate)
     cfg = model_config("cspdensenet121", part_ratio=float(part_ratio), growth_rate=k)
+    n = len(cfg.stages())
+    if isinstance(stage, bool) or not isinstance(stage, int) or not 1 <= stage <= n:
+        raise ValueError(f"stage must be an integer in [1, {n}] (stages count from 1), got {stage!r}")
     base = costs.analyze("densenet121", 224, growth_rate=k)
     report = costs.analyze(cfg, 224)
     matched = costs.analyze("cspdensenet121", 224, part_ratio=float(part_ratio), growth_rate=k,

@@ -67,6 +67,9 @@ def stage_costs(reports: dict[str, CostReport], metric: str = "macs"):
     """Grouped bars: per-stage params or multiply-adds of several models."""
     import numpy as np
 
+    if not isinstance(reports, dict) or not reports:
+        raise ValueError("reports must map at least one model name to its cost report, got "
+                         f"{reports!r}")
     names = list(reports)
     stages = list(next(iter(reports.values())).by_stage())
     fig, ax = plt.subplots(figsize=(8, 3.4))
