@@ -49,7 +49,7 @@ def main() -> None:
         "command": "python benchmarks/interactive.py",
         "analyze_ms": {}, "explorer_redraw_ms": {}, "static_explorer_bytes": {},
     }
-    for name in list_models():
+    for name in list_models("densenet"):
         kw = {"fusion": "last", "part_ratio": 0.25} if name.startswith("csp") else {}
         median, times = _median_ms(lambda: costs.analyze(name, 224, **kw))
         result["analyze_ms"][name] = {"median": round(median, 3), "all": [round(t, 3) for t in times]}

@@ -19,7 +19,8 @@ from .models.densenet import DenseNet, DenseNetConfig, StagePlan, StageParts
 from .models.layers import DenseBlock, DenseLayer, Transition
 from .models.registry import (create_model, cspdensenet121, cspdensenet161, cspdensenet169, cspdensenet201,
                               cspdensenet264, cspdensenet_cifar, densenet121, densenet161, densenet169,
-                              densenet201, densenet264, densenet_cifar, list_models, model_config, ModelSpec)
+                              densenet201, densenet264, densenet_cifar, list_models, model_config, model_kind,
+                              ModelSpec)
 
 __version__ = "0.1.0"
 
@@ -27,7 +28,7 @@ __version__ = "0.1.0"
 _SUBMODULES = {
     "layers": "models.layers", "densenet": "models.densenet", "csp": "models.csp",
     "peleenet": "models.peleenet", "darknet": "models.darknet", "modern": "models.modern",
-    "registry": "models.registry",
+    "registry": "models.registry", "counting": "models.counting", "inference": "models.inference",
     "costs": "measure.costs", "gradients": "measure.gradients", "bench": "measure.bench",
     "data": "train.data",
     "plots": "lab.plots", "explore": "lab.explore", "tables": "lab.tables", "book": "lab.book",
@@ -49,6 +50,6 @@ def __dir__():
 
 __all__ = ["CSPDenseNet", "CSPDenseNetConfig", "CSPStage", "split_channels", "DenseNet", "DenseNetConfig",
            "StagePlan", "StageParts", "ModelSpec", "DenseBlock", "DenseLayer", "Transition", "create_model",
-           "list_models", "model_config", "densenet121", "densenet161", "densenet169", "densenet201",
+           "list_models", "model_config", "model_kind", "densenet121", "densenet161", "densenet169", "densenet201",
            "densenet264", "densenet_cifar", "cspdensenet121", "cspdensenet161", "cspdensenet169",
            "cspdensenet201", "cspdensenet264", "cspdensenet_cifar"]

@@ -106,6 +106,9 @@ def boolean(name: str, value) -> bool:
 def non_negative_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
         raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    if value > MAX_INT:
+        raise ValueError(f"{name} must be an integer >= 0 up to {MAX_INT:,}, got an integer of "
+                         f"{len(str(int(value)))} digits")
     return int(value)
 
 
@@ -180,3 +183,13 @@ def floating_tensor(name: str, x, ndim: int | None = None, model_dtype=None):
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
     return x
+
+
+def one_line(err: BaseException, limit: int = 300, with_type: bool = True) -> str:
+    """An exception as one line for a message or a result row: ``Type: text`` (or its first line
+    only, without the type), whitespace collapsed, cut at ``limit`` characters."""
+    if with_type:
+        text = " ".join(f"{type(err).__name__}: {err}".split())
+    else:
+        text = " ".join((str(err).strip().splitlines() or [type(err).__name__])[0].split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -137,7 +137,7 @@ def test_cifar_stem_keeps_resolution_and_takes_tiny_inputs():
     (dict(drop_rate=1.0), r"drop_rate must be in \[0, 1\)"),
     (dict(drop_rate=-0.1), r"drop_rate must be in \[0, 1\)"),
     (dict(stem="resnet"), "stem must be one of 'imagenet', 'cifar'"),
-    (dict(num_classes=0), "num_classes must be a positive integer"),
+    (dict(num_classes=-1), "num_classes must be an integer >= 0"),
     (dict(memory_efficient="false"), "memory_efficient must be True or False, got 'false'"),
     (dict(stem_norm=0), "stem_norm must be True or False, got 0"),
     (dict(final_norm=None), "final_norm must be True or False, got None"),

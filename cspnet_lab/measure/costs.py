@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .. import _checks
+from ..models.counting import module_macs
 from ..models.csp import WIDTHS
 from ..models.densenet import DenseNetConfig, StagePlan, feature_sizes
 
@@ -187,9 +188,41 @@ class _Rows:
 
 def _load_config(config_or_name, overrides) -> DenseNetConfig:
     if isinstance(config_or_name, str):
-        from ..models.registry import model_config
+        from ..models.registry import model_config, model_kind
+        if model_kind(config_or_name) != "densenet":
+            raise ValueError(f"analyze() counts DenseNet and CSPDenseNet from their plans; "
+                             f"{config_or_name!r} is a {model_kind(config_or_name)} model: use "
+                             f"costs.count_model({config_or_name!r}) (any model, by forward hooks)")
         return model_config(config_or_name, **overrides)
     return config_or_name
+
+
+def count_model(model_or_name, input_size=224, **overrides) -> dict:
+    """Parameters and multiply-adds of any model (a module, or any name of ``list_models()``), read off
+    its modules by forward hooks on the ``meta`` device (:func:`cspnet_lab.models.counting.hook_count`:
+    the rule every counter here shares). For DenseNet and CSPDenseNet presets the plan-based
+    :func:`analyze` is the canonical count; the tests hold the two equal."""
+    from ..models.counting import hook_count
+    from ..models.registry import create_model, input_channels
+    if isinstance(model_or_name, str):
+        with torch.device("meta"):
+            model = create_model(model_or_name, **overrides)
+        in_channels = input_channels(model_or_name, **overrides)
+    else:
+        if overrides:
+            raise ValueError("overrides apply to a model name, not to a built model")
+        model = model_or_name
+        in_channels = _first_conv(model).in_channels
+    h, w = _pair(input_size)
+    params, macs = hook_count(model, (1, in_channels, h, w))
+    return {"params": params, "macs": macs}
+
+
+def _first_conv(model: nn.Module) -> nn.Conv2d:
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return m
+    raise ValueError(f"{type(model).__name__} has no Conv2d: count_model needs an image model")
 
 
 def analyze(config_or_name, input_size=224, batch: int = 1, *, plans=None, **overrides) -> CostReport:
@@ -373,9 +406,12 @@ class TracedLayer:
 
 
 def _input(model: nn.Module, input_size, batch: int) -> torch.Tensor:
+    """A zero batch on the model's device (``meta`` works: shapes only), with its input channels."""
     h, w = _pair(input_size)
-    in_channels = getattr(getattr(model, "config", None), "in_channels", 3)
-    return torch.zeros(batch, in_channels, h, w)
+    config = getattr(model, "config", None)
+    in_channels = config.in_channels if config is not None else _first_conv(model).in_channels
+    param = next(model.parameters(), None)
+    return torch.zeros(batch, in_channels, h, w, device=param.device if param is not None else "cpu")
 
 
 def trace(model: nn.Module, input_size=224, batch: int = 1) -> list[TracedLayer]:
@@ -388,13 +424,8 @@ def trace(model: nn.Module, input_size=224, batch: int = 1) -> list[TracedLayer]
 
     def hook(module, inputs, output, name):
         x = inputs[0] if isinstance(inputs[0], torch.Tensor) else torch.cat(inputs[0], 1)
-        macs = io = 0
-        if isinstance(module, nn.Conv2d):
-            kh, kw = module.kernel_size
-            macs = output.numel() * (module.in_channels // module.groups) * kh * kw
-            io = (x.numel() + output.numel()) * x.element_size()
-        elif isinstance(module, nn.Linear):
-            macs = x.numel() // module.in_features * module.in_features * module.out_features
+        macs = module_macs(module, output)      # the package's one rule (cspnet_lab.models.counting)
+        io = (x.numel() + output.numel()) * x.element_size() if isinstance(module, nn.Conv2d) else 0
         params = sum(p.numel() for p in module.parameters(recurse=False))
         rows.append(TracedLayer(name, type(module).__name__, tuple(x.shape), tuple(output.shape),
                                 params, macs, io))
@@ -469,7 +500,8 @@ def counter_table(model: nn.Module, input_size=224) -> list[dict]:
     ours = analyze(model.config, tuple(x.shape[-2:])).macs if hasattr(model, "config") else None
     return [
         dict(tool="cspnet_lab.costs.analyze", count=ours, as_conv_linear_macs=ours,
-             convention="multiply-adds of convs and linears, bias excluded, from the config"),
+             convention="CANONICAL: multiply-adds of convs and linears, bias excluded, from the config "
+                        "(the rule of cspnet_lab.models.counting, which every counter of the package uses)"),
         dict(tool="fvcore FlopCountAnalysis", count=fv_total, as_conv_linear_macs=fv_convlin,
              convention="multiply-adds; also counts batch norm and the final adaptive average "
                         f"pooling (here {fv_total - fv_convlin:,} of them); max and average pooling "
@@ -542,6 +574,13 @@ def compare(base: str, other: str, input_size=224, **overrides) -> list[dict]:
     ``base``/``other``: configs, preset names or ``name:key=value`` specs. ``overrides`` apply to
     every model that takes them (``fusion``, ``part_ratio`` and ``widths`` only reach CSP presets).
     """
+    from ..models.registry import ModelSpec, model_kind
+    kinds = [model_kind(ModelSpec.parse(m).name) if isinstance(m, str) else "densenet" for m in (base, other)]
+    if kinds != ["densenet", "densenet"]:     # PeleeNet, the darknet cfgs, the blocks: params and MACs
+        specs = [ModelSpec.parse(m) for m in (base, other)]
+        a, b = (count_model(s.name, input_size, **dict(s.overrides)) for s in specs)
+        return [dict(metric=m, base=a[k], other=b[k], change_pct=_pct(b[k], a[k]))
+                for m, k in (("parameters", "params"), ("multiply-adds", "macs"))]
     a, b = (_analyze_taking(name, input_size, overrides) for name in (base, other))
     rows = [
         ("parameters", a.params, b.params),

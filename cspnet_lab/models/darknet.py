@@ -19,13 +19,14 @@ element (``src/maxpool_layer.c``, ``src/shortcut_layer.c``); ``[route]``, ``[avg
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import _checks
+from .counting import conv_weights
 
 LAYER_TYPES = ("convolutional", "maxpool", "route", "shortcut", "avgpool", "softmax")
 ACTIVATIONS = {"leaky": lambda: nn.LeakyReLU(0.1), "linear": nn.Identity, "relu": nn.ReLU}
@@ -152,13 +153,16 @@ class Shortcut(nn.Module):
     up to the shorter one's length. We do the same.
     """
 
-    def __init__(self, source: int, activation: str) -> None:
+    def __init__(self, source: int, activation: str, same_shape: bool | None = None) -> None:
         super().__init__()
         self.source = source
         self.act = ACTIVATIONS[activation]()
+        # Known when the model is built from a cfg (its layer shapes); then forward has no branch on a
+        # tensor's shape, so torch.fx and torch.export can trace it.
+        self.same_shape = same_shape
 
     def forward(self, x: Tensor, other: Tensor) -> Tensor:
-        if x.shape == other.shape:
+        if self.same_shape if self.same_shape is not None else x.shape == other.shape:
             return self.act(x + other)
         n = min(x[0].numel(), other[0].numel())
         flat = x.flatten(1).clone()
@@ -232,7 +236,10 @@ class DarknetModel(nn.Module):
                 if activation not in ACTIVATIONS:
                     raise ValueError(f"layer {i}: [shortcut] activation {activation!r} is not supported; "
                                      f"supported: {tuple(ACTIVATIONS)}")
-                layer = Shortcut(_index(s.text("from", ""), i), activation)
+                source = _index(s.text("from", ""), i)
+                there, here = self.shapes[source], (c, h, w)
+                layer = Shortcut(source, activation,
+                                 same_shape=(there.channels, there.height, there.width) == here)
             elif s.type == "avgpool":
                 layer, h, w = nn.AdaptiveAvgPool2d(1), 1, 1
             else:
@@ -244,6 +251,100 @@ class DarknetModel(nn.Module):
                                  f"on its own input size {self.input_size[0]}x{self.input_size[1]}")
             self.layers.append(layer)
             self.shapes.append(LayerShape(i, s.type, c, h, w))
+        self._find_head()
+
+    def _find_head(self) -> None:
+        """Split the layers at the first global [avgpool]: before it, the features; from it, the head
+        (pooling, the 1x1 classifier conv, softmax), as a classification cfg lays them out."""
+        pools = [i for i, layer in enumerate(self.layers) if isinstance(layer, nn.AdaptiveAvgPool2d)]
+        self.head_index = pools[0] if pools else None
+        if self.head_index is not None and any(
+                isinstance(layer, (Route, Shortcut)) for layer in self.layers[self.head_index:]):
+            self.head_index = None       # a head that reads earlier layers is not a classifier head
+        self.num_classes = self.shapes[-1].channels if self.head_index is not None else None
+
+    def _require_head(self, what: str) -> int:
+        if self.head_index is None:
+            raise ValueError(f"{what} needs a classification cfg (layers, then [avgpool], then the "
+                             "classifier): this cfg has no [avgpool] head")
+        return self.head_index
+
+    def check_input(self, x: Tensor) -> None:
+        """ValueError, before any tensor work, for an input the network cannot take."""
+        if not isinstance(x, Tensor):
+            raise ValueError(f"input must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 4:
+            raise ValueError(f"input must be a 4-D batch (N, C, H, W), got shape {tuple(x.shape)}")
+        weight = next(self.parameters(), None)
+        _checks.floating_tensor("input", x, model_dtype=None if weight is None else weight.dtype)
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"input has {x.shape[1]} channels; this cfg takes channels={self.in_channels}")
+
+    # The model API of timm and torchvision, as on DenseNet: forward == forward_head(forward_features(x)).
+    @property
+    def num_features(self) -> int:
+        """Channels entering the head's global average pooling."""
+        return self.shapes[self._require_head("num_features") - 1].channels
+
+    @property
+    def feature_info(self) -> list[dict]:
+        """The last layer at each resolution before the head: ``num_chs``, ``reduction``, ``module``."""
+        stop = self.head_index if self.head_index is not None else len(self.layers)
+        info = []
+        for i in range(stop):
+            here, nxt = self.shapes[i], self.shapes[i + 1] if i + 1 < stop else None
+            if nxt is None or (nxt.height, nxt.width) != (here.height, here.width):
+                info.append({"num_chs": here.channels, "reduction": self.input_size[0] // here.height,
+                             "module": f"layers.{i}"})
+        return info
+
+    def get_classifier(self) -> nn.Module:
+        """The head's 1x1 conv (darknet's classifier; identity after ``reset_classifier(0)``)."""
+        head = self._require_head("get_classifier")
+        for layer in self.layers[head + 1:]:
+            if isinstance(layer, nn.Sequential) or isinstance(layer, nn.Identity):
+                return layer
+        raise ValueError("this cfg's head has no classifier conv after its [avgpool]")
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new 1x1 classifier conv for ``num_classes`` (0: none; ``forward`` then returns the pooled
+        features, as in timm)."""
+        num_classes = _checks.non_negative_int("num_classes", num_classes)
+        head = self._require_head("reset_classifier")
+        for j in range(head + 1, len(self.layers)):
+            if isinstance(self.layers[j], (nn.Sequential, nn.Identity)):
+                break
+        else:
+            raise ValueError("this cfg's head has no classifier conv after its [avgpool]")
+        if num_classes == 0:
+            self.layers[j] = nn.Identity()
+        else:
+            old = self.layers[j]
+            act = old.act if isinstance(old, nn.Sequential) else nn.Identity()
+            conv = nn.Conv2d(self.num_features, num_classes, 1, bias=True)
+            nn.init.constant_(conv.bias, 0)
+            self.layers[j] = nn.Sequential()
+            self.layers[j].add_module("conv", conv)
+            self.layers[j].add_module("act", act)
+        self.shapes[j] = replace(self.shapes[j], channels=num_classes or self.num_features)
+        for k in range(j + 1, len(self.shapes)):
+            self.shapes[k] = replace(self.shapes[k], channels=self.shapes[j].channels)
+        self.num_classes = num_classes
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        from .densenet import _tracing
+        if not _tracing():
+            self.check_input(x)
+        stop = self.head_index if self.head_index is not None else len(self.layers)
+        return self._run(x, self.layers[:stop])
+
+    def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
+        """Global average pooling, then (unless ``pre_logits``) the classifier conv and softmax."""
+        head = self._require_head("forward_head")
+        pooled = self.layers[head](features)
+        if pre_logits or self.num_classes == 0:
+            return pooled.flatten(1)
+        return self._run(pooled, self.layers[head + 1:]).flatten(1)
 
     @staticmethod
     def _conv(s: Section, c: int, h: int, w: int):
@@ -263,9 +364,10 @@ class DarknetModel(nn.Module):
         layer.add_module("act", ACTIVATIONS[activation]())
         return layer, (n, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1)
 
-    def forward(self, x: Tensor) -> Tensor:
+    @staticmethod
+    def _run(x: Tensor, layers) -> Tensor:
         outputs: list[Tensor] = []
-        for layer in self.layers:
+        for layer in layers:
             if isinstance(layer, Route):
                 x = layer(*(outputs[j] for j in layer.sources))
             elif isinstance(layer, Shortcut):
@@ -273,7 +375,15 @@ class DarknetModel(nn.Module):
             else:
                 x = layer(x)
             outputs.append(x)
-        return x.flatten(1)
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.head_index is None:
+            from .densenet import _tracing
+            if not _tracing():
+                self.check_input(x)
+            return self._run(x, self.layers).flatten(1)
+        return self.forward_head(self.forward_features(x))
 
 
 AUTHORS_CFGS = ("resnext50", "csresnext50")
@@ -294,7 +404,7 @@ def _parameter_estimate(net: Section, body: list[Section]) -> int:
         if s.type == "convolutional":
             n, k = s.number("filters", low=1), s.number("size", 1, low=1)
             groups = s.number("groups", 1, low=1)
-            total += n * (c // groups) * k * k + 2 * n
+            total += conv_weights(c, n, k, groups) + 2 * n
             c = n
         elif s.type == "route":
             try:
@@ -335,7 +445,8 @@ def cfg_costs(model: DarknetModel) -> DarknetCosts:
     for layer, shape in zip(model.layers, model.shapes):
         pixels = shape.height * shape.width
         if isinstance(layer, nn.Sequential):
-            macs += layer.conv.weight.numel() * pixels
+            conv = layer.conv            # the package's one rule (cspnet_lab.models.counting)
+            macs += conv_weights(conv.in_channels, conv.out_channels, conv.kernel_size, conv.groups) * pixels
         elif isinstance(layer, DarknetMaxPool):
             other += layer.size * layer.size * shape.channels * pixels
         elif isinstance(layer, Shortcut):

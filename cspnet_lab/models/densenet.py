@@ -107,7 +107,8 @@ class DenseNetConfig:
         set_("bn_size", _checks.positive_int("bn_size", self.bn_size))
         set_("compression", _checks.ratio_open_closed("compression", self.compression))
         set_("drop_rate", _checks.ratio_closed_open("drop_rate", self.drop_rate))
-        set_("num_classes", _checks.positive_int("num_classes", self.num_classes))
+        # 0: no classifier (timm's convention; forward returns the pooled features)
+        set_("num_classes", _checks.non_negative_int("num_classes", self.num_classes))
         set_("in_channels", _checks.positive_int("in_channels", self.in_channels))
         for name in ("memory_efficient", "stem_norm", "final_norm", "pool_first"):
             _checks.boolean(name, getattr(self, name))
@@ -231,7 +232,7 @@ class DenseNetBase(nn.Module):
         out = self.plans[-1].out_channels
         if config.final_norm:
             self.features.add_module("norm5", nn.BatchNorm2d(out))
-        self.classifier = nn.Linear(out, config.num_classes)
+        self.classifier = nn.Linear(out, config.num_classes) if config.num_classes else nn.Identity()
         self._init_weights()
 
     def _stem(self) -> OrderedDict:
@@ -294,21 +295,36 @@ class DenseNetBase(nn.Module):
 
     @property
     def feature_info(self) -> list[dict]:
-        """One dict per stage, from the plans: ``num_chs``, ``reduction`` (input px per output px), ``module``."""
+        """One dict per stage, from the plans: ``module`` (a name ``create_feature_extractor`` and forward
+        hooks take), the ``num_chs`` that module outputs and its ``reduction`` (input px per output px).
+
+        DenseNet: each dense block (timm's and torchvision's feature points), before its transition
+        pools. CSPDenseNet: each whole stage (``features.stageN``), after its pooling.
+        """
         info, reduction = [], 1 if self.config.stem == "cifar" else 4
         for part in self.stage_parts():
-            reduction *= 2 if part.plan.downsample else 1
-            info.append({"num_chs": part.plan.out_channels, "reduction": reduction, "module": part.prefix})
+            whole_stage = part.transition is None or not part.prefix.endswith(f"denseblock{part.plan.index}")
+            if whole_stage:
+                reduction *= 2 if part.plan.downsample else 1
+                info.append({"num_chs": part.plan.out_channels, "reduction": reduction, "module": part.prefix})
+            else:
+                info.append({"num_chs": part.plan.dense_out_channels, "reduction": reduction,
+                             "module": part.prefix})
+                reduction *= 2 if part.plan.downsample else 1
         return info
 
     def get_classifier(self) -> nn.Module:
         return self.classifier
 
     def reset_classifier(self, num_classes: int) -> None:
-        """A new zero-bias classifier for ``num_classes``; ``self.config`` follows, so costs stay right."""
-        config = replace(self.config, num_classes=num_classes)     # validates: an integer >= 1
-        self.classifier = nn.Linear(self.num_features, config.num_classes)
-        nn.init.constant_(self.classifier.bias, 0)
+        """A new zero-bias classifier for ``num_classes`` (0: none, and ``forward`` returns the pooled
+        features, as in timm); ``self.config`` follows, so costs stay right."""
+        config = replace(self.config, num_classes=num_classes)     # validates: an integer >= 0
+        if config.num_classes:
+            self.classifier = nn.Linear(self.num_features, config.num_classes)
+            nn.init.constant_(self.classifier.bias, 0)
+        else:
+            self.classifier = nn.Identity()
         self.config = config
 
     def fuse_for_inference(self, **cuts) -> nn.Module:

@@ -32,8 +32,11 @@ import torch
 from torch import Tensor, nn
 
 from .. import _checks
+from .counting import conv_weights, hook_count
+from .csp import FUSIONS as CSP_FUSIONS
+from .densenet import StagePlan
 
-FUSIONS = (None, "first", "last", "csp")
+FUSIONS = (None, *CSP_FUSIONS)        # None: PeleeNet itself; the CSP variants are CSPDenseNet's
 GAMMA_READINGS = ("dense", "bypass")
 
 
@@ -112,30 +115,20 @@ class PeleeDenseBlock(nn.Sequential):
 
 
 @dataclass(frozen=True)
-class PeleeStagePlan:
-    """Channel counts of one stage. PeleeNet: skip 0, fusion None, no dense transition."""
+class PeleeStagePlan(StagePlan):
+    """A :class:`~cspnet_lab.models.densenet.StagePlan` of a PeleeNet stage: the same channel counts
+    (PeleeNet: skip 0, fusion None, no dense transition), so the cost, plot and gradient code that reads
+    DenseNet's plans reads these too.
 
-    index: int
-    in_channels: int
-    skip_channels: int
-    dense_channels: int
-    num_layers: int
-    growth_rate: int
-    bottleneck_width: int
-    fusion: str | None
-    dense_transition_channels: int | None   # 1x1 conv on the dense path before the concat ("last", "csp")
-    transition_channels: int | None         # 1x1 conv after the concat / after the block; None for "last"
-    pool: bool
+    ``bn_size`` holds PeleeNet's *bottleneck width* (each branch's 1x1 conv has ``width x k/2`` channels,
+    rounded down to a multiple of 4 and capped: :func:`bottleneck_channels`), also readable as
+    ``bottleneck_width``. ``pool`` is "transition" (after the transition, or after the concat and
+    transition of fusion first and csp), "concat" (fusion last: after the concat) or None (last stage).
+    """
 
     @property
-    def dense_out_channels(self) -> int:
-        return self.dense_channels + self.num_layers * self.growth_rate
-
-    @property
-    def out_channels(self) -> int:
-        if self.fusion == "last":
-            return self.dense_transition_channels + self.skip_channels
-        return self.transition_channels
+    def bottleneck_width(self) -> int:
+        return self.bn_size
 
 
 def _sequence(name: str, value) -> tuple:
@@ -177,7 +170,7 @@ class PeleeNetConfig:
             raise ValueError(f"growth_rate must be even (two branches of k/2), got {self.growth_rate}")
         blocks = _checks.block_config(self.block_config)
         _checks.positive_int("num_init_features", self.num_init_features)
-        _checks.positive_int("num_classes", self.num_classes)
+        _checks.non_negative_int("num_classes", self.num_classes)
         _checks.positive_int("in_channels", self.in_channels)
         widths = self.bottleneck_width
         widths = (widths,) * len(blocks) if isinstance(widths, int) else _sequence("bottleneck_width", widths)
@@ -228,6 +221,13 @@ class PeleeNetConfig:
         plans, c = [], self.num_init_features
         for i, (m, width) in enumerate(zip(self.block_config, self.bottleneck_width)):
             skip, dense = self.split(c)
+            for j in range(m):        # a 0-wide 1x1 bottleneck cannot be built: refuse it here, once
+                cin = dense + j * self.growth_rate
+                if bottleneck_channels(cin, self.growth_rate, width) < 1:
+                    raise ValueError(
+                        f"stage {i + 1}, layer {j + 1}: its 1x1 bottleneck would have 0 channels "
+                        f"({cin} input channels, growth_rate={self.growth_rate}, bottleneck_width={width}); "
+                        f"each branch needs growth_rate/2 x bottleneck_width >= 4 and >= 8 input channels")
             dense_out = dense + m * self.growth_rate
             full = c + m * self.growth_rate                        # PeleeNet: no compression
             out = self.transition_widths[i] if self.transition_widths else full
@@ -236,9 +236,14 @@ class PeleeNetConfig:
                 dt = _checks.scaled_channels(dense_out, self.dense_transition_ratios[i])
                 if dt < 1:
                     raise ValueError(f"dense_transition_ratios[{i}] leaves stage {i + 1} no channels")
-            plans.append(PeleeStagePlan(i + 1, c, skip, dense, m, self.growth_rate, width, self.fusion,
-                                        dt, None if self.fusion == "last" else out,
-                                        pool=i < len(self.block_config) - 1))
+            pooled = i < len(self.block_config) - 1
+            plans.append(PeleeStagePlan(
+                index=i + 1, in_channels=c, skip_channels=skip, dense_channels=dense, num_layers=m,
+                growth_rate=self.growth_rate, bn_size=width, fusion=self.fusion,
+                dense_transition_channels=dt,
+                transition_channels=None if self.fusion == "last" else out,
+                pool=("concat" if self.fusion == "last" else "transition") if pooled else None,
+                concat_order="skip_dense"))
             c = plans[-1].out_channels
         return plans
 
@@ -284,16 +289,21 @@ class PeleeNet(nn.Module):
     """PeleeNet, or one of its CSP variants when ``config.fusion`` is set.
 
     ``PeleeNet()`` is the published network: 2,802,248 parameters, 508 M multiply-adds at 224 x 224
-    (the Pelee paper: 2.8 M and 508 M).
+    (the Pelee paper: 2.8 M and 508 M). The model API is timm's and torchvision's, as on
+    :class:`~cspnet_lab.models.densenet.DenseNet`: ``forward == forward_head(forward_features(x))``,
+    ``num_features``, ``feature_info``, ``get_classifier()``, ``reset_classifier(n)``.
     """
 
     def __init__(self, config: PeleeNetConfig | None = None, **overrides) -> None:
         super().__init__()
+        if config is not None and not isinstance(config, PeleeNetConfig):
+            raise ValueError(f"config must be a PeleeNetConfig, got {type(config).__name__}")
         config = replace(config or PeleeNetConfig(), **overrides) if overrides else (config or PeleeNetConfig())
         self.config = config
+        self.plans = config.stages()
         self.features = nn.Sequential()
         self.features.add_module("stemblock", StemBlock(config.in_channels, config.num_init_features))
-        for plan in config.stages():
+        for plan in self.plans:
             i = plan.index
             if plan.fusion is None:    # the authors' layout: denseblockN, transitionN, transitionN_pool
                 self.features.add_module(f"denseblock{i}", PeleeDenseBlock(
@@ -305,10 +315,75 @@ class PeleeNet(nn.Module):
             else:
                 self.features.add_module(f"stage{i}", PeleeStage(plan))
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(config.num_features, config.num_classes)
+        self.classifier = _classifier(config.num_features, config.num_classes, zero_bias=False)
+
+    def check_input(self, x: Tensor) -> None:
+        """ValueError, before any tensor work, for an input the network cannot take: the stem's two
+        branches meet only when height and width are multiples of 4 (and >= 32)."""
+        if not isinstance(x, Tensor):
+            raise ValueError(f"input must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 4:
+            raise ValueError(f"input must be a 4-D batch (N, C, H, W), got shape {tuple(x.shape)}")
+        weight = next(self.parameters(), None)
+        _checks.floating_tensor("input", x, model_dtype=None if weight is None else weight.dtype)
+        if x.shape[1] != self.config.in_channels:
+            raise ValueError(f"input has {x.shape[1]} channels; this model takes "
+                             f"in_channels={self.config.in_channels}")
+        h, w = int(x.shape[2]), int(x.shape[3])
+        if h % 4 or w % 4 or min(h, w) < 32:
+            raise ValueError(f"input size {h}x{w}: PeleeNet's height and width must be multiples of 4 and "
+                             "at least 32 (the stem's two branches meet only then)")
+
+    @property
+    def num_features(self) -> int:
+        """Channels of the pooled features the classifier reads."""
+        return self.plans[-1].out_channels
+
+    @property
+    def feature_info(self) -> list[dict]:
+        """One dict per stage, from the plans: ``num_chs``, ``reduction``, ``module`` (timm's keys)."""
+        info, reduction = [], 4                  # the stem block: two stride-2 steps
+        for plan in self.plans:
+            reduction *= 2 if plan.downsample else 1
+            if plan.fusion is not None:
+                module = f"features.stage{plan.index}"
+            else:
+                module = f"features.transition{plan.index}" + ("_pool" if plan.pool else "")
+            info.append({"num_chs": plan.out_channels, "reduction": reduction, "module": module})
+        return info
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new zero-bias classifier for ``num_classes`` (0: none, ``forward`` returns the pooled
+        features, as in timm); ``self.config`` follows, so the counts stay right."""
+        config = replace(self.config, num_classes=num_classes)     # validates: an integer >= 0
+        self.classifier = _classifier(self.num_features, config.num_classes)
+        self.config = config
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        from .densenet import _tracing
+        if not _tracing():
+            self.check_input(x)
+        return self.features(x)
+
+    def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
+        pooled = torch.flatten(self.pool(features), 1)
+        return pooled if pre_logits else self.classifier(pooled)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+        return self.forward_head(self.forward_features(x))
+
+
+def _classifier(features: int, num_classes: int, zero_bias: bool = True) -> nn.Module:
+    """timm's convention: ``num_classes=0`` means no classifier (an identity on the pooled features)."""
+    if num_classes == 0:
+        return nn.Identity()
+    linear = nn.Linear(features, num_classes)
+    if zero_bias:
+        nn.init.constant_(linear.bias, 0)
+    return linear
 
 
 def peleenet(**overrides) -> PeleeNet:
@@ -316,37 +391,9 @@ def peleenet(**overrides) -> PeleeNet:
 
 
 def params_and_macs(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int]:
-    """(parameters, multiply-adds) of one forward pass, counted on the ``meta`` device (no arithmetic).
-
-    MACs: conv = output elements x in_channels/groups x kernel area; linear = in x out per row.
-    BN, activations, pooling and additions count 0, as in the papers' figures.
-    """
-    params = sum(p.numel() for p in model.parameters())
-    macs = 0
-
-    def hook(module, inputs, output):
-        nonlocal macs
-        if isinstance(module, nn.Conv2d):
-            kh, kw = module.kernel_size
-            macs += output.numel() * (module.in_channels // module.groups) * kh * kw
-        elif isinstance(module, nn.Linear):
-            macs += output.numel() * module.in_features
-
-    meta = _on_meta(model)
-    handles = [m.register_forward_hook(hook) for m in meta.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        with torch.no_grad():
-            meta.eval()(torch.empty(*input_shape, device="meta"))
-    finally:
-        for h in handles:
-            h.remove()
-    return params, macs
-
-
-def _on_meta(model: nn.Module) -> nn.Module:
-    import copy
-    meta = copy.deepcopy(model) if any(p.device.type != "meta" for p in model.parameters()) else model
-    return meta.to("meta")
+    """(parameters, multiply-adds) of one forward pass: :func:`cspnet_lab.models.counting.hook_count`,
+    the package's one forward-hook counter (on the ``meta`` device, no arithmetic)."""
+    return hook_count(model, input_shape)
 
 
 def check_input_size(input_size) -> int:
@@ -402,9 +449,10 @@ def analytic_count(config: PeleeNetConfig, input_size: int = 224) -> PeleeCosts:
 
     def unit(a: int, b: int, k: int, pixels: int) -> None:
         nonlocal weights, norm, macs
-        weights += a * b * k * k
+        w = conv_weights(a, b, k)          # the package's one rule (cspnet_lab.models.counting)
+        weights += w
         norm += 2 * b
-        macs += a * b * k * k * pixels
+        macs += w * pixels
 
     c0, half = config.num_init_features, config.num_init_features // 2
     s1 = _conv_out(input_size, 3, 2)

@@ -9,8 +9,11 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
+from .. import _checks
+from . import modern
 from .csp import CSPDenseNet, CSPDenseNetConfig
 from .densenet import DenseNet, DenseNetConfig
+from .peleenet import PeleeNet, PeleeNetConfig
 
 # torchvision's four (growth_rate, block_config, num_init_features), and the DenseNet paper's 264.
 _IMAGENET = {
@@ -35,26 +38,77 @@ PRESETS: dict[str, tuple[type, dict]] = {
     "cspdensenet_cifar": (CSPDenseNet, dict(_CIFAR, fusion="csp", part_ratio=0.5)),
     "article_densenet": (DenseNet, _ARTICLE),
     "article_cspdensenet": (CSPDenseNet, dict(_ARTICLE, fusion="csp", part_ratio=0.5, dense_transition_ratio=0.8)),
+    # PeleeNet as published, and our CSP reading of it (chapter 9: the paper's CSPPeleeNet widths are
+    # unpublished; fusion, gamma and its reading are overrides: create_model("csppeleenet", fusion="last"))
+    "peleenet": (PeleeNet, {}),
+    "csppeleenet": (PeleeNet, dict(fusion="csp", gamma=0.5, gamma_reading="dense")),
 }
 
-_CONFIGS = {DenseNet: DenseNetConfig, CSPDenseNet: CSPDenseNetConfig}
+# The CSPNet authors' darknet cfgs (cspnet_lab/models/cfg, copied from their repository): name -> file.
+# Their file for CSPResNeXt-50 is "csresnext50.cfg"; both spellings build it.
+DARKNET_MODELS = {"resnext50": "resnext50", "cspresnext50": "csresnext50", "csresnext50": "csresnext50"}
+
+# The modern CSP blocks of chapter 9, at the widths chapter 9 uses (overrides change them).
+BLOCKS: dict[str, tuple[type, dict]] = {
+    "c3": (modern.C3, dict(c1=128, c2=256, n=3)),
+    "c2f": (modern.C2f, dict(c1=128, c2=256, n=3)),
+    "bottleneck_csp": (modern.BottleneckCSP, dict(c1=128, c2=256, n=3)),
+    "cross_stage": (modern.CrossStage, dict(in_chs=256, out_chs=512, depth=4, stride=2)),
+}
+
+_CONFIGS = {DenseNet: DenseNetConfig, CSPDenseNet: CSPDenseNetConfig, PeleeNet: PeleeNetConfig}
+KINDS = ("densenet", "peleenet", "darknet", "block")
 
 
-def list_models() -> list[str]:
-    return list(PRESETS)
+def model_kind(name: str) -> str:
+    """"densenet" (DenseNet and CSPDenseNet presets), "peleenet", "darknet" (the authors' cfgs) or
+    "block" (a single CSP block of chapter 9)."""
+    _check_name(name)
+    if name in PRESETS:
+        return "peleenet" if PRESETS[name][0] is PeleeNet else "densenet"
+    return "darknet" if name in DARKNET_MODELS else "block"
 
 
-def _preset(name: str) -> tuple[type, dict]:
+def list_models(kind: str | None = None) -> list[str]:
+    """Every name ``create_model`` builds, or those of one ``kind`` (see :func:`model_kind`)."""
+    if kind is not None:
+        _checks.choice("kind", kind, KINDS)
+    names = [*PRESETS, *DARKNET_MODELS, *BLOCKS]
+    return [n for n in names if kind is None or model_kind(n) == kind]
+
+
+def _check_name(name) -> None:
     if not isinstance(name, str):
         raise TypeError(f"model name must be a str (a preset name such as 'densenet121'; see list_models()), "
                         f"got {type(name).__name__}; for a config, build the class: DenseNet(config=...)")
+    if name not in PRESETS and name not in DARKNET_MODELS and name not in BLOCKS:
+        known = ", ".join([*PRESETS, *DARKNET_MODELS, *BLOCKS])
+        raise ValueError(f"unknown model name {name!r}; known models: {known}")
+
+
+def _preset(name: str) -> tuple[type, dict]:
+    _check_name(name)
     if name not in PRESETS:
-        raise ValueError(f"unknown model name {name!r}; known models: {', '.join(PRESETS)}")
+        raise ValueError(f"{name} is a {model_kind(name)} model: it has no config (build it with "
+                         f"create_model({name!r}))")
     return PRESETS[name]
 
 
-def model_config(name: str, **overrides) -> DenseNetConfig:
-    """The validated config of a preset with overrides, without building any module (fast)."""
+def model_fields(name: str) -> tuple[str, ...]:
+    """The overrides ``create_model(name, ...)`` accepts."""
+    kind = model_kind(name)
+    if kind in ("densenet", "peleenet"):
+        return tuple(_CONFIGS[PRESETS[name][0]].__dataclass_fields__)
+    if kind == "darknet":
+        return ("strict", "allow_large")
+    import inspect
+    return tuple(p for p in inspect.signature(BLOCKS[name][0]).parameters)
+
+
+def model_config(name: str, **overrides):
+    """The validated config of a preset with overrides, without building any module (fast).
+    DenseNet and CSPDenseNet presets give a DenseNetConfig, PeleeNet ones a PeleeNetConfig; the darknet
+    cfgs and the blocks have no config (ValueError)."""
     cls, cfg = _preset(name)
     fields = _CONFIGS[cls].__dataclass_fields__
     unknown = sorted(set(overrides) - set(fields))
@@ -64,9 +118,33 @@ def model_config(name: str, **overrides) -> DenseNetConfig:
 
 
 def create_model(name: str, **overrides):
-    """Build a preset, e.g. ``create_model("cspdensenet201", fusion="last", part_ratio=0.25)``."""
-    cls, _ = _preset(name)
-    return cls(config=model_config(name, **overrides))
+    """Build any model by name, e.g. ``create_model("cspdensenet201", fusion="last", part_ratio=0.25)``,
+    ``create_model("peleenet")``, ``create_model("cspresnext50")`` (the authors' cfg),
+    ``create_model("c3", c1=64, c2=64, n=1)``. ``list_models()`` names them all."""
+    kind = model_kind(name)
+    if kind in ("densenet", "peleenet"):
+        cls, _ = _preset(name)
+        return cls(config=model_config(name, **overrides))
+    allowed = model_fields(name)
+    unknown = sorted(set(overrides) - set(allowed))
+    if unknown:
+        raise ValueError(f"{name} does not take {', '.join(unknown)}; it takes: {', '.join(allowed)}")
+    if kind == "darknet":
+        from .darknet import authors_cfg, build
+        return build(authors_cfg(DARKNET_MODELS[name]), **overrides)
+    cls, defaults = BLOCKS[name]
+    return cls(**{**defaults, **overrides})
+
+
+def input_channels(name: str, **overrides) -> int:
+    """Channels of the input the named model takes (for counting it on a dummy input)."""
+    kind = model_kind(name)
+    if kind in ("densenet", "peleenet"):
+        return model_config(name, **overrides).in_channels
+    if kind == "darknet":
+        return 3
+    args = {**BLOCKS[name][1], **overrides}
+    return args.get("c1", args.get("in_chs"))
 
 
 @dataclass(frozen=True)
@@ -103,8 +181,9 @@ class ModelSpec:
             overrides.append((key, _parse_value(value.strip())))
         return cls(name, tuple(overrides))
 
-    def config(self) -> DenseNetConfig:
-        """The validated config (ValueError for an unknown name, key or value); builds nothing."""
+    def config(self):
+        """The validated config (ValueError for an unknown name, key or value, and for a model with no
+        config: a darknet cfg or a block); builds nothing."""
         return model_config(self.name, **dict(self.overrides))
 
     def build(self):
