@@ -328,3 +328,43 @@ def test_fx_traces_peleenet_and_darknet_models():
         x = torch.randn(2, 3, 32, 32)
         gm = torch.fx.symbolic_trace(m)
         assert torch.allclose(gm(x), m(x), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- torchvision's extractor
+
+def test_create_feature_extractor_fixture_matches_feature_info():
+    """tests/fixtures/feature_extractor_densenet121.json was written in the torchvision side venv by
+    scripts/feature_extractor_check.py: torchvision's create_feature_extractor on our DenseNet-121 and
+    on torchvision's with the same weights. Equal stage outputs there; here, the shapes it saw must be
+    the ones our feature_info states today (a change to either fails)."""
+    import json
+    from conftest import ROOT
+    fix = json.loads((ROOT / "tests/fixtures/feature_extractor_densenet121.json").read_text())
+    size = fix["input"][-1]
+    ours = create_model("densenet121")
+    assert [r["module"] for r in fix["densenet121"]] == [f["module"] for f in ours.feature_info]
+    for row, f in zip(fix["densenet121"], ours.feature_info):
+        assert row["max_abs_diff"] <= 1e-5
+        assert row["shape"][1] == f["num_chs"] and size // row["shape"][-1] == f["reduction"]
+    for arch, shapes in fix["others"].items():
+        info = create_model(arch).feature_info
+        assert [s[1] for s in shapes] == [f["num_chs"] for f in info]
+
+
+def _side_venv_python():
+    import os
+    import pathlib
+    path = os.environ.get("CSPNET_LAB_TV_PYTHON") or "/work/tv-venv/bin/python"
+    return path if pathlib.Path(path).is_file() else None
+
+
+@pytest.mark.skipif(_side_venv_python() is None, reason="no torchvision side venv (CSPNET_LAB_TV_PYTHON)")
+def test_create_feature_extractor_in_the_torchvision_side_venv():
+    import os
+    import subprocess
+    from conftest import ROOT
+    proc = subprocess.run([_side_venv_python(), "scripts/feature_extractor_check.py"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith("ok")
