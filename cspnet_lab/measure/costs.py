@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .. import _checks
-from ..models.counting import module_macs
+from ..models.counting import module_macs, percent_change
 from ..models.csp import WIDTHS
 from ..models.densenet import DenseNetConfig, StagePlan, feature_sizes
 
@@ -549,7 +549,7 @@ def measure_conv_io_bytes(model: nn.Module, input_size=224, batch: int = 1) -> d
 # --------------------------------------------------------------------------- comparisons
 
 def _pct(new: float, old: float) -> float:
-    return 100.0 * (new - old) / old
+    return percent_change(new, old)
 
 
 def _analyze_taking(model, input_size, overrides: dict) -> CostReport:

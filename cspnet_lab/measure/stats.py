@@ -21,11 +21,7 @@ from typing import Sequence
 import numpy as np
 
 
-def percent_change(new: float, old: float) -> float:
-    """``100 * (new / old - 1)``: -25.0 when ``new`` is three quarters of ``old``."""
-    if old == 0:
-        raise ValueError("old must be non-zero (a change relative to 0 is undefined)")
-    return 100.0 * (new / old - 1.0)
+from ..models.counting import percent_change  # noqa: F401,E402 (defined once, below the models)
 
 
 def _numbers(name: str, values) -> list[float]:

@@ -22,6 +22,14 @@ import torch
 from torch import Tensor, nn
 
 
+def percent_change(new: float, old: float) -> float:
+    """``100 * (new / old - 1)``: -25.0 when ``new`` is three quarters of ``old``; the one definition of a
+    change in percent (re-exported by :mod:`cspnet_lab.measure.stats`)."""
+    if old == 0:
+        raise ValueError("old must be non-zero (a change relative to 0 is undefined)")
+    return 100.0 * (new / old - 1.0)
+
+
 def conv_weights(in_channels: int, out_channels: int, kernel: int | tuple[int, int] = 1,
                  groups: int = 1) -> int:
     """Weights of a bias-free convolution."""

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _checks
-from .counting import conv_weights, hook_count
+from .counting import conv_weights, hook_count, percent_change
 from .csp import FUSIONS as CSP_FUSIONS
 from .densenet import StagePlan
 
@@ -493,8 +493,7 @@ PAPER_CUTS = {"last": {"default": -21.0, 0.25: -11.0}, "csp": {"default": -13.0,
 PAPER_TABLE3 = {"PeleeNet": (2.79e6, 1.017), "CSPPeleeNet": (2.83e6, 0.888)}
 
 
-def _change(new: float, old: float) -> float:
-    return 100.0 * (new / old - 1.0)
+_change = percent_change
 
 
 def width_search(fusion: str, default_gamma: float = 0.5, dense_ratios=(0.25, 0.5, 0.75, 1.0),
