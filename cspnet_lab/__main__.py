@@ -14,7 +14,7 @@ from .measure.bench import MODES as BENCH_MODES
 from .measure.bench import PRESETS as BENCH_PRESETS
 from .models.csp import FUSIONS, WIDTHS
 from .train.data import DATASETS
-from .models.registry import ModelSpec, list_models, model_config
+from .models.registry import ModelSpec, list_models, model_fields, model_kind
 from .train.loop import OPTIMIZERS, SCHEDULES
 
 MODEL_OPTIONS = ("fusion", "part_ratio", "growth_rate", "dense_transition_ratio", "widths", "pool_first")
@@ -35,7 +35,7 @@ def _spec(text: str, args, only_taken: bool = False) -> ModelSpec:
     (``compare`` applies --fusion to the CSP model only)."""
     spec = ModelSpec.parse(text)
     given = dict(spec.overrides)
-    fields = type(model_config(spec.name)).__dataclass_fields__
+    fields = model_fields(spec.name)
     for key, value in _model_overrides(args).items():
         if only_taken and key not in fields:
             continue
@@ -44,12 +44,40 @@ def _spec(text: str, args, only_taken: bool = False) -> ModelSpec:
                              f"--{key.replace('_', '-')}")
         given[key] = value
     spec = ModelSpec(spec.name, tuple(given.items()))
-    spec.config()                                    # ValueError for unknown keys and bad values
+    if model_kind(spec.name) == "densenet":
+        spec.config()                                # ValueError for unknown keys and bad values
+    else:
+        import torch
+        with torch.device("meta"):                   # validates without allocating
+            spec.build()
     return spec
+
+
+def _summary_other(spec: ModelSpec, args) -> None:
+    """summary of a PeleeNet, darknet cfg or block: totals, then the stages (or --layers: every layer)."""
+    import torch
+    counts = costs.count_model(spec.name, args.input_size, **dict(spec.overrides))
+    print(f"{args.model} at {args.input_size}x{args.input_size}: {counts['params']:,} parameters, "
+          f"{counts['macs']:,} multiply-adds (convs + linears)")
+    with torch.device("meta"):
+        model = spec.build()
+    if args.layers:
+        rows = [dict(name=r.name, kind=r.type, out="x".join(map(str, r.out_shape[1:])), params=r.params,
+                     macs=r.macs) for r in costs.trace(model, args.input_size)]
+        print(tables.format_table(rows, [("name", "layer", ""), ("kind", "kind", ""), ("out", "output", ""),
+                                        ("params", "params", ",d"), ("macs", "multiply-adds", ",d")]))
+    elif hasattr(model, "feature_info"):
+        rows = [dict(module=f["module"], chs=f["num_chs"], red=f["reduction"]) for f in model.feature_info]
+        print(tables.format_table(rows, [("module", "stage output", ""), ("chs", "channels", "d"),
+                                        ("red", "reduction", "d")]))
+    if args.torchinfo:
+        raise ValueError("--torchinfo is for the DenseNet and CSPDenseNet presets")
 
 
 def cmd_summary(args) -> None:
     spec = _spec(args.model, args)
+    if model_kind(spec.name) != "densenet":
+        return _summary_other(spec, args)
     report = costs.analyze(spec.config(), args.input_size)
     print(f"{args.model} at {args.input_size}x{args.input_size}: {report.params:,} parameters, "
           f"{report.macs:,} multiply-adds (convs + linears)")
@@ -212,7 +240,8 @@ POSITIVE_FLOAT = _number(float, 0, low_open=True)
 NON_NEGATIVE_FLOAT = _number(float, 0)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser (tests walk it: every option of every subcommand gets bad values)."""
     parser = _Parser(prog="python -m cspnet_lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the model presets")
@@ -289,13 +318,18 @@ def main(argv=None) -> int:
     p = sub.add_parser("bench-report", help="validate a result file and print its speedups")
     p.add_argument("file")
     p.add_argument("--baseline")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:            # usage errors (2) and --help (0) return like every other outcome
         return exc.code if isinstance(exc.code, int) else 2
     try:
         if args.command == "list":
-            print("\n".join(list_models()))
+            print("\n".join(f"{name:22s} {model_kind(name)}" for name in list_models()))
         else:
             {"summary": cmd_summary, "compare": cmd_compare, "savings": cmd_savings, "bench": cmd_bench,
              "bench-report": cmd_bench_report, "train": cmd_train}[args.command](args)
@@ -304,6 +338,10 @@ def main(argv=None) -> int:
         return 0
     except (ValueError, OSError) as exc:  # what a user can cause: one line naming the argument or file
         print("error: " + " ".join(str(exc).split("\n")), file=sys.stderr)
+        return 2
+    except ImportError as exc:           # an optional package (--torchinfo's torchinfo) is not installed
+        print(f"error: this needs the package {exc.name or exc!s}, which is not installed here: "
+              f"pip install {exc.name or 'it'}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

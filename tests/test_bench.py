@@ -430,23 +430,3 @@ def test_gpu_script_goes_on_when_one_process_dies(tmp_path):
     bench.load_results(out / "bench_gpu_channels_last.json")
     bench.load_results(out / "bench_gpu_201.json")
     assert not (out / "bench_gpu_bf16.json").exists()
-
-
-def test_bench_command_writes_and_reports(tmp_path):
-    out = tmp_path / "cli.json"
-    proc = subprocess.run([sys.executable, "-m", "cspnet_lab", "bench", "--preset", "smoke", "--modes", "inference",
-                           "--repeats", "5", "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    report = subprocess.run([sys.executable, "-m", "cspnet_lab", "bench-report", str(out)], cwd=ROOT,
-                            capture_output=True, text=True)
-    assert report.returncode == 0 and "time ratio [95 %]" in report.stdout
-    again = subprocess.run([sys.executable, "-m", "cspnet_lab", "bench", "--preset", "smoke", "--out", str(out)],
-                           cwd=ROOT, capture_output=True, text=True)
-    assert again.returncode == 2 and "exists; pass resume=True (--resume)" in again.stderr
-    result = json.loads(out.read_text())
-    result["results"][0]["median_s"] = math.inf
-    out.write_text(json.dumps(result))
-    bad = subprocess.run([sys.executable, "-m", "cspnet_lab", "bench-report", str(out)], cwd=ROOT,
-                         capture_output=True, text=True)
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
-    assert "median_s must be a finite number" in bad.stderr

@@ -1,4 +1,4 @@
-"""Book claims of chapters 7-9 that are computable (BOOK-C)."""
+"""Book claims of chapters 7-10 that are computable (BOOK-C)."""
 import pytest
 
 from cspnet_lab.lab.reference import PAPER_FUSION_TOP1, paper_drops_inside
@@ -41,6 +41,7 @@ def test_bottleneck_csp_is_c3_plus_a_block_path_transition():
 
 
 def test_pelee_bottleneck_is_a_transition_and_full_width_csp_keeps_it():
+    # Chapter 9's computational bottleneck.
     # Section 4.5 / Figure 7, counted per conv in a forward pass. Catches a hook count
     # that skips the transitions (PeleeNet's peak would move) and a CSPPeleeNet whose
     # full-width transition after the concat shrank or vanished (its peak would fall);
@@ -65,6 +66,7 @@ def test_pelee_bottleneck_is_a_transition_and_full_width_csp_keeps_it():
 
 
 def test_cio_of_the_authors_cfgs():
+    # Chapter 10's memory traffic.
     # Section 4.5: CIO 34.4 M (ResNeXt-50) and 32.6 M (CSPResNeXt-50). Conv input +
     # output elements at the cfgs' 256 x 256, counted on real tensors; the max/avg-pool
     # layers' input + output (from the layer shapes) close the gap. Catches a CIO that

@@ -2,14 +2,13 @@
 wrong, nothing hangs, and every failure a user can cause is one line naming the argument, file or option,
 with exit code 2 from the command line.
 
-The table-driven test at the bottom drives ``python -m cspnet_lab`` in-process (``main(argv)``); the
-
+The command line's cases (the table of user errors and the sweep of every option) are in test_cli.py.
 """
 
 import contextlib
 import json
 import os
-import pickle
+import pathlib
 import subprocess
 import sys
 import threading
@@ -19,10 +18,9 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from cspnet_lab import _checks, _io, costs, data
+from cspnet_lab import _checks, _io, costs
 from cspnet_lab.models import registry as models
 from cspnet_lab.train import loop as tr
-from cspnet_lab.__main__ import main
 
 TINY = "densenet_cifar:block_config=(2,2,2),growth_rate=4"
 
@@ -38,14 +36,6 @@ def _one_thread_tiny_data(monkeypatch):
     monkeypatch.setattr(tr, "load_dataset", lambda name, **kw: sets if name == "digits" else real(name, **kw))
     yield
     torch.set_num_threads(before)
-
-
-class _Evil:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
 
 
 # ----------------------------------------------------------------------------- atomic writes
@@ -212,195 +202,6 @@ def test_min_input_size_of_many_stages_returns_at_once(stages):
         costs.analyze(config, size - 1)
 
 
-# ----------------------------------------------------------------------------- the command line, table-driven
-
-def _finished_run(tmp_path, **kw):
-    out = tmp_path / "run"
-    tr.train(tr.TrainConfig(model=TINY, image_size=8, epochs=1, batch_size=32, schedule="none", out=str(out),
-                            progress=False, **kw))
-    return out
-
-
-def _planted_cifar(tmp_path):
-    folder = tmp_path / "cache" / data.CIFAR10_DIR
-    folder.mkdir(parents=True)
-    for name in data.CIFAR10_FILES:
-        (folder / name).write_bytes(pickle.dumps(_Evil(tmp_path / "pwned"), protocol=2))
-
-
-def _checkpoint(how):
-    def setup(tmp_path):
-        path = _finished_run(tmp_path) / "checkpoint.pt"
-        if how == "malicious":
-            torch.save({"model": _Evil(tmp_path / "pwned")}, path)
-        elif how == "truncated":
-            path.write_bytes(path.read_bytes()[:500])
-        elif how == "another model":
-            ckpt = torch.load(path, weights_only=True)
-            ckpt["model"] = models.create_model("densenet_cifar", block_config=(3,), in_channels=1).state_dict()
-            torch.save(ckpt, path)
-    return setup
-
-
-@contextlib.contextmanager
-def _locked(tmp_path):
-    out = _finished_run(tmp_path)
-    with _io.FolderLock(out, tr.LOCK_NAME, what="training run"):
-        yield
-
-
-def _result_file(kind):
-    def setup(tmp_path):
-        path = tmp_path / "result.json"
-        if kind == "directory":
-            path.mkdir()
-        elif kind == "non-utf8":
-            path.write_bytes(b'{"schema": "\xff\xfe"}')
-        elif kind == "deeply nested":
-            path.write_text("[" * 100_000 + "]" * 100_000)
-        elif kind == "missing":
-            pass
-    return setup
-
-
-TRAIN = ["train", "--model", TINY, "--image-size", "8", "--epochs", "1", "--batch-size", "32", "--no-progress"]
-RUN = ["--out", "{tmp}/run"]
-
-# (class, argv, setup, expected in the one-line message); {tmp} is the test's folder.
-CASES = [
-    # code execution: nothing a file or a spec holds is ever run
-    ("code", ["train", "--dataset", "cifar10", "--data-root", "{tmp}/cache", "--no-progress"], _planted_cifar,
-     "data_batch_1 is not the published CIFAR-10 file"),
-    ("code", [*TRAIN, "--schedule", "none", "--epochs", "2", *RUN, "--resume"], _checkpoint("malicious"),
-     "holds objects other than tensors and plain data, and was refused unloaded"),
-    ("code", ["summary", "densenet_cifar:growth_rate=__import__('os').system('touch {tmp}/pwned')"], None,
-     "growth_rate must be a positive integer"),
-    ("code", ["summary", "densenet_cifar:block_config=[i for i in ().__class__.__bases__]"], None, "block_config"),
-    # data loss: a run is never replaced unless asked, never shared
-    ("loss", [*TRAIN, *RUN], _finished_run, "already holds a training run (checkpoint.pt, history.json); pass "
-     "resume=True (--resume) to continue it or overwrite=True (--overwrite) to replace it"),
-    ("loss", [*TRAIN, *RUN, "--resume"], None, "checkpoint.pt does not exist, so there is nothing to resume"),
-    ("loss", [*TRAIN, *RUN, "--overwrite"], _locked, "is in use by another training run"),
-    ("loss", [*TRAIN, *RUN, "--resume", "--overwrite"], _finished_run, "contradict each other"),
-    ("loss", [*TRAIN, "--out", "{tmp}/file"], lambda t: (t / "file").write_text("x"), "is a file, not a folder"),
-    # silently wrong: refused instead
-    ("wrong", [*TRAIN, "--schedule", "none", *RUN, "--resume", "--lr", "0.05"], _finished_run,
-     "a resumed run keeps its settings, but this call changes lr from 0.1 to 0.05"),
-    ("wrong", [*TRAIN, "--schedule", "none", *RUN, "--resume", "--epochs", "3", "--batch-size", "16"],
-     _finished_run, "batch_size from 32 to 16"),
-    ("wrong", [*TRAIN[:-3], "--batch-size", "5000", "--no-progress"], None, "batch_size 5000 is larger than the "
-     "training set (96 items of digits)"),
-    ("wrong", ["summary", "densenet_cifar:memory_efficient='false'", "--input-size", "32"], None,
-     "memory_efficient must be True or False, got 'false'"),
-    ("wrong", ["summary", "densenet_cifar:memory_efficient=false", "--input-size", "32"], None,
-     "memory_efficient must be True or False"),
-    ("wrong", ["train", "--model", TINY + ",num_classes=5", "--no-progress"], None,
-     "sets num_classes=5 but dataset 'digits' has 10"),
-    ("wrong", ["train", "--model", TINY + ",in_channels=3", "--no-progress"], None, "sets in_channels=3"),
-    # hangs: a deep network's minimum input size is computed, not searched
-    ("hang", ["summary", "densenet_cifar:block_config=(" + ",".join(["1"] * 20) + ")", "--input-size", "32"], None,
-     "too small"),
-    ("hang", ["summary", "densenet_cifar:block_config=(" + ",".join(["1"] * 40) + ")", "--input-size", "224"], None,
-     "too small"),
-    # clear errors: checkpoints
-    ("clear", [*TRAIN, "--schedule", "none", "--epochs", "2", *RUN, "--resume"], _checkpoint("truncated"),
-     "checkpoint.pt is corrupt or truncated"),
-    ("clear", [*TRAIN, "--schedule", "none", "--epochs", "2", *RUN, "--resume"], _checkpoint("another model"),
-     "holds the weights of another model than"),
-    ("clear", [*TRAIN, "--schedule", "none", "--epochs", "2", *RUN, "--resume", "--model",
-               "densenet_cifar:block_config=(2,2),growth_rate=4"], _finished_run, "changes model from"),
-    # clear errors: devices, numbers, folders
-    ("clear", ["train", "--device", "gpu", "--no-progress"], None, "device must be one of 'cpu', 'cuda' or 'cuda:N'"),
-    ("clear", ["train", "--device", "cuda:7", "--no-progress"], None, "cuda:7"),
-    ("clear", ["train", "--device", "", "--no-progress"], None, "device must be one of"),
-    ("clear", ["train", "--dataset", "cifar10", "--data-root", "{tmp}/nope", "--no-progress"], None,
-     "cache folder {tmp}/nope does not exist"),
-    ("clear", ["train", "--lr", "nan"], None, "argument --lr: must be a finite number > 0, got 'nan'"),
-    ("clear", ["train", "--lr", "inf"], None, "argument --lr: must be a finite number > 0"),
-    ("clear", ["train", "--lr", "0"], None, "argument --lr: must be a finite number > 0"),
-    ("clear", ["train", "--epochs", "-1"], None, "argument --epochs: must be an integer >= 1, got '-1'"),
-    ("clear", ["train", "--seed", "-1"], None, "argument --seed: must be an integer >= 0"),
-    ("clear", ["train", "--momentum", "-0.5"], None, "argument --momentum: must be a finite number >= 0"),
-    ("clear", ["train", "--momentum", "1.5", "--no-progress"], None, "momentum must be a finite number in [0, 1)"),
-    ("clear", ["train", "--weight-decay", "nan"], None, "argument --weight-decay"),
-    ("clear", ["train", "--max-steps", "0"], None, "argument --max-steps: must be an integer >= 1"),
-    ("clear", ["train", "--batch-size", "1.5"], None, "argument --batch-size: must be an integer >= 1, got '1.5'"),
-    ("clear", ["train", "--dataset", "mnist"], None, "argument --dataset: invalid choice: 'mnist'"),
-    ("clear", ["train", "--model", "nosuch", "--no-progress"], None, "unknown model name 'nosuch'"),
-    ("clear", ["train", "--model", "densenet_cifar:growth_rate", "--no-progress"], None, "must be key=value"),
-    ("clear", ["bench", "--threads", "-1"], None, "argument --threads: must be an integer >= 1, got '-1'"),
-    ("clear", ["bench", "--threads", "0"], None, "argument --threads: must be an integer >= 1"),
-    ("clear", ["bench", "--min-run-time", "nan"], None, "argument --min-run-time: must be a finite number > 0"),
-    ("clear", ["bench", "--min-run-time", "-1"], None, "argument --min-run-time: must be a finite number > 0"),
-    ("clear", ["bench", "--repeats", "0"], None, "argument --repeats: must be an integer >= 1"),
-    ("clear", ["bench", "--warmup", "-1"], None, "argument --warmup: must be an integer >= 0"),
-    ("clear", ["bench", "--batch-sizes", "8", "0"], None, "argument --batch-sizes: must be an integer >= 1"),
-    ("clear", ["bench", "--device", "tpu"], None, "argument --device: invalid choice: 'tpu'"),
-    ("clear", ["summary", "densenet_cifar", "--input-size", "0"], None, "argument --input-size: must be an integer"),
-    ("clear", ["summary", "densenet_cifar", "--input-size", "3"], None, "too small"),
-    ("clear", ["summary", "densenet_cifar:growth_rate=4", "--growth-rate", "5"], None,
-     "growth_rate is given twice: 4 in the model spec 'densenet_cifar:growth_rate=4' and 5 as --growth-rate"),
-    ("clear", ["summary", "densenet_cifar:growth_rate=4,growth_rate=5"], None, "'growth_rate' is given twice"),
-    ("clear", ["summary", "densenet_cifar:colour=red"], None, "densenet_cifar does not take colour"),
-    ("clear", ["summary", "densenet_cifar", "--fusion", "middle"], None, "argument --fusion: invalid choice"),
-    ("clear", ["compare", "densenet_cifar", "nosuch"], None, "unknown model name 'nosuch'"),
-    ("clear", ["savings", "--fusions", "middle"], None, "argument --fusions: invalid choice"),
-    ("clear", ["savings", "--part-ratios", "nan"], None, "argument --part-ratios: must be a finite number > 0"),
-    ("clear", ["nosuch"], None, "argument command: invalid choice: 'nosuch'"),
-    ("clear", ["bench-report", "{tmp}/result.json"], _result_file("missing"), "result.json"),
-    ("clear", ["bench-report", "{tmp}/result.json"], _result_file("directory"), "result.json: is a folder"),
-    ("clear", ["bench-report", "{tmp}/result.json"], _result_file("non-utf8"), "result.json: not a UTF-8"),
-    ("clear", ["bench-report", "{tmp}/result.json"], _result_file("deeply nested"), "result.json: nested too deeply"),
-]
-
-
-def _ids():
-    seen = {}
-    for kind, argv, *_ in CASES:
-        key = f"{kind}-{argv[0]}"
-        seen[key] = seen.get(key, 0) + 1
-        yield f"{key}{seen[key]}"
-
-
-@pytest.mark.parametrize("kind, argv, setup, expected", CASES, ids=list(_ids()))
-def test_every_user_error_is_one_line_and_exit_code_2(tmp_path, capsys, kind, argv, setup, expected):
-    with contextlib.ExitStack() as stack:
-        if setup is not None:
-            made = setup(tmp_path)
-            if isinstance(made, contextlib.AbstractContextManager) and not isinstance(made, os.PathLike):
-                stack.enter_context(made)
-        capsys.readouterr()
-        rc = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    assert expected.replace("{tmp}", str(tmp_path)) in lines[0], lines[0]
-    assert not (tmp_path / "pwned").exists()                          # nothing was executed
-
-
-def test_summary_and_compare_accept_specs(capsys):
-    assert main(["summary", TINY, "--input-size", "32"]) == 0
-    out = capsys.readouterr().out
-    report = costs.analyze("densenet_cifar", 32, block_config=(2, 2, 2), growth_rate=4)
-    assert f"{report.params:,} parameters" in out
-
-
-def test_compare_accepts_specs(capsys):
-    spec = "cspdensenet_cifar:block_config=(2,2,2),growth_rate=4"
-    assert main(["compare", TINY, spec, "--input-size", "32"]) == 0, capsys.readouterr().err
-    out = capsys.readouterr().out
-    base = costs.analyze("densenet_cifar", 32, block_config=(2, 2, 2), growth_rate=4)
-    other = costs.analyze("cspdensenet_cifar", 32, block_config=(2, 2, 2), growth_rate=4)
-    assert f"{base.params:,}" in out and f"{other.params:,}" in out
-
-
-def test_help_and_success_exit_0(capsys):
-    assert main(["train", "--help"]) == 0
-    assert "--overwrite" in capsys.readouterr().out
-    assert main(["list"]) == 0
-
-
 @pytest.mark.parametrize("size", ["64", b"64", (32,), (32, "32"), 0, -8, 2.5])
 def test_costs_analyze_refuses_bad_input_sizes(size):
     with pytest.raises(ValueError, match="input"):
@@ -511,22 +312,6 @@ def test_load_results_refuses_a_count_beyond_any_real_run(tmp_path):
     path = _committed_copy(tmp_path, macs=10**400)
     with pytest.raises(ValueError, match=r"edited\.json: results\[0\]\.macs must be a positive integer"):
         bench.load_results(path)
-
-
-def test_bench_report_with_an_unknown_baseline_is_an_error_naming_the_models():
-    from cspnet_lab.measure import bench
-    out = subprocess.run([sys.executable, "-m", "cspnet_lab", "bench-report", str(bench.RESULTS / "bench_cpu.json"),
-                          "--baseline", "nosuch"], capture_output=True, text=True)
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert "--baseline 'nosuch' is not a model in this result" in out.stderr and "densenet121" in out.stderr
-
-
-def test_bench_bf16_without_native_bf16_says_so_on_stderr(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "cspnet_lab", "bench", "--preset", "smoke", "--bf16",
-                          "--modes", "inference", "--out", str(tmp_path / "b.json")],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert "warning: --bf16 on the CPU is not native bf16" in out.stderr
 
 
 # --------------------------------------------------------------------------- the darknet .cfg reader
@@ -657,3 +442,404 @@ def test_static_explorer_escapes_script_closers_in_its_inline_json():
     import inspect
     src = inspect.getsource(explore.Explorer.static_html)
     assert "json.dumps(" not in src and src.count("_script_json(") == 2
+
+
+# --------------------------------------------------------------------------- environment variables (issue 25)
+
+TORCHRUN_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+TWO = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}
+
+
+@pytest.mark.parametrize("env, match", [
+    ({"WORLD_SIZE": "abc"}, r"environment variable WORLD_SIZE='abc' must be an integer >= 1"),
+    ({"WORLD_SIZE": "0"}, r"WORLD_SIZE='0' must be an integer >= 1"),
+    ({"WORLD_SIZE": "-2"}, r"WORLD_SIZE='-2' must be an integer >= 1"),
+    ({"WORLD_SIZE": "2.0"}, r"WORLD_SIZE='2.0' must be an integer"),
+    ({"WORLD_SIZE": "1_0"}, r"WORLD_SIZE='1_0' must be an integer"),           # int() reads 10
+    ({"WORLD_SIZE": "\u0662"}, r"WORLD_SIZE='\u0662' must be an integer"),     # int() reads 2 (Arabic-Indic)
+    ({"RANK": "abc"}, r"environment variable RANK='abc' must be an integer >= 0"),
+    ({"RANK": "-1"}, r"RANK='-1' must be an integer >= 0"),
+    ({"LOCAL_RANK": "gpu0"}, r"LOCAL_RANK='gpu0' must be an integer >= 0"),
+    ({"WORLD_SIZE": "2", "RANK": "2"}, r"RANK=2 must be < WORLD_SIZE=2"),
+    ({"WORLD_SIZE": "2", "LOCAL_RANK": "3"}, r"LOCAL_RANK=3 must be < WORLD_SIZE=2"),
+    (TWO, r"WORLD_SIZE=2 asks for 2 processes, but MASTER_ADDR is unset or empty"),
+    ({**TWO, "MASTER_ADDR": "  "}, r"MASTER_ADDR is unset or empty"),
+    ({**TWO, "MASTER_ADDR": "localhost"}, r"MASTER_PORT='' must be a port number in 1\.\.65535"),
+    ({**TWO, "MASTER_ADDR": "localhost", "MASTER_PORT": "abc"}, r"MASTER_PORT='abc' must be a port number"),
+    ({**TWO, "MASTER_ADDR": "localhost", "MASTER_PORT": "70000"}, r"MASTER_PORT='70000' must be a port number"),
+    ({**TWO, "MASTER_ADDR": "localhost", "MASTER_PORT": "0"}, r"MASTER_PORT='0' must be a port number"),
+])
+def test_torchrun_variables_are_named_before_training_starts(tmp_path, capsys, monkeypatch, env, match):
+    # what wrong code makes this fail: int() on the raw text, RANK read after training, torch's own
+    # "invalid literal" for MASTER_PORT, or a process group that waits for partners that never come
+    import re
+    from cspnet_lab.__main__ import main
+    for name in TORCHRUN_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    started = []
+    monkeypatch.setattr(tr, "train", lambda *a, **k: started.append("train"))
+    monkeypatch.setattr(tr.dist, "init_process_group", lambda *a, **k: started.append("process group"))
+    rc = main(["train", "--model", TINY, "--image-size", "8", "--epochs", "1", "--batch-size", "32",
+               "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert re.search(match, err), err
+    assert started == [] and not (tmp_path / "run").exists()        # nothing ran, no folder was made
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_empty_torchrun_variables_mean_one_process(monkeypatch, value):
+    # the documented fallback: unset or blank is one process (rank 0); the rendezvous is not needed then
+    for name in TORCHRUN_VARS:
+        monkeypatch.setenv(name, value)
+    assert tr.distributed_env() == (1, 0, 0)
+    monkeypatch.setenv("WORLD_SIZE", " 1 ")
+    assert tr.distributed_env() == (1, 0, 0)
+
+
+def _no_download(monkeypatch):
+    from cspnet_lab.train import data as data_module
+    monkeypatch.setattr(data_module, "_download", lambda *a, **k: pytest.fail("tried to download"))
+    return data_module
+
+
+@pytest.mark.parametrize("value, match", [
+    ("~nosuchuser_cspnet_lab/cache", r"environment variable CSPNET_LAB_CACHE='~nosuchuser_cspnet_lab/cache' "
+                                     r"starts with ~ but that home folder cannot be determined"),
+    ("{tmp}/file", r"cache folder {tmp}/file \(from CSPNET_LAB_CACHE\) is a file, not a folder"),
+    ("{tmp}/file/below", r"cache folder {tmp}/file/below \(from CSPNET_LAB_CACHE\) cannot be created"),
+])
+def test_a_bad_cache_variable_is_named_and_nothing_is_downloaded(tmp_path, monkeypatch, capsys, value, match):
+    import re
+    from cspnet_lab.__main__ import main
+    _no_download(monkeypatch)
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("CSPNET_LAB_CACHE", value.replace("{tmp}", str(tmp_path)))
+    rc = main(["train", "--dataset", "cifar10", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert re.search(match.replace("{tmp}", re.escape(str(tmp_path))), err), err
+
+
+def test_the_cache_variable_blank_missing_or_a_folder(tmp_path, monkeypatch):
+    # documented: unset/empty/blank -> ~/.cache/cspnet_lab; a missing folder is created; a folder is used
+    data_module = _no_download(monkeypatch)
+    for blank in ("", "  \t"):
+        monkeypatch.setenv("CSPNET_LAB_CACHE", blank)
+        assert data_module.default_cache() == pathlib.Path.home() / ".cache" / "cspnet_lab"
+    monkeypatch.setenv("CSPNET_LAB_CACHE", str(tmp_path / "new" / "cache"))
+    assert data_module._cache_dir(None) == tmp_path / "new" / "cache" and (tmp_path / "new" / "cache").is_dir()
+    monkeypatch.setenv("CSPNET_LAB_CACHE", str(tmp_path))
+    assert data_module._cache_dir(None) == tmp_path
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CSPNET_LAB_CACHE", "~/c")
+    assert data_module.default_cache() == tmp_path / "c"                  # ~ is expanded
+
+
+def test_a_blank_source_variable_is_unset_and_the_cell_does_nothing_outside_colab(tmp_path):
+    # Old template: "   " counted as set, so the cell tried to pip-install "   " and failed.
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
+    try:
+        import setup_cell
+    finally:
+        sys.path.pop(0)
+    env = dict(os.environ, CSPNET_LAB_SOURCE="   ", PIP_NO_INDEX="1")
+    proc = subprocess.run([sys.executable, "-c", setup_cell.source()], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
+
+
+@pytest.mark.parametrize("value", ["not a url at all", "{tmp}/no-such-folder", "{tmp}"])
+def test_a_bad_source_variable_stops_the_setup_cell_naming_it(tmp_path, value):
+    # CSPNET_LAB_SOURCE (scripts/setup_cell.py): pip's own error, the origin named, a RuntimeError, no
+    # CalledProcessError; a plain folder path (not a pip URL) is refused by pip, never installed
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
+    try:
+        import setup_cell
+    finally:
+        sys.path.pop(0)
+    env = dict(os.environ, CSPNET_LAB_SOURCE=value.replace("{tmp}", str(tmp_path)), PIP_NO_INDEX="1")
+    proc = subprocess.run([sys.executable, "-c", setup_cell.source()], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300)
+    assert proc.returncode != 0
+    assert "pip could not install cspnet_lab; the end of its output:" in proc.stdout
+    assert "(CSPNET_LAB_SOURCE)" in proc.stdout                         # the origin is named
+    assert "RuntimeError: installing cspnet_lab failed" in proc.stderr
+    assert "CalledProcessError" not in proc.stderr
+
+
+# --------------------------------------------------------------------------- files: permissions (issue 25)
+
+@contextlib.contextmanager
+def _umask(mask):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_result_files_and_checkpoints_get_the_mode_open_would_give_them(tmp_path, mask, mode):
+    # old code: every atomic write left mkstemp's 0o600, whatever the umask (a shared result unreadable)
+    from cspnet_lab.lab import experiments
+    from cspnet_lab.measure import bench
+    with _umask(mask):
+        out = tmp_path / "run"
+        tr.train(tr.TrainConfig(model=TINY, image_size=8, epochs=1, batch_size=32, out=str(out), progress=False))
+        result = bench.save_results(bench.load_results(bench.RESULTS / "bench_cpu.json"), tmp_path / "r.json")
+        gen = torch.Generator().manual_seed(0)
+        x, y = torch.randn(40, 1, 8, 8, generator=gen), torch.randint(0, 10, (40,), generator=gen)
+        experiments.run_in_folder(tmp_path / "exp", {"a": tr.TrainConfig(
+            model=TINY, image_size=8, epochs=1, batch_size=16, progress=False)},
+            TensorDataset(x[:32], y[:32]), TensorDataset(x[32:], y[32:]), progress=False)
+    files = [out / "checkpoint.pt", out / "history.json", result, tmp_path / "exp" / "plan.json",
+             tmp_path / "exp" / "a" / "checkpoint.pt"]
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: oct(mode) for f in files}
+
+
+def test_a_rewritten_file_keeps_its_own_mode(tmp_path):
+    # as open(path, "w") would: replacing a file never widens (or narrows) what its owner chose
+    path = tmp_path / "r.json"
+    _io.atomic_write_text(path, "{}")
+    path.chmod(0o640)
+    with _umask(0o077):
+        _io.atomic_write_text(path, '{"a": 1}')
+    assert path.stat().st_mode & 0o777 == 0o640 and path.read_text() == '{"a": 1}'
+
+
+# --------------------------------------------------------------------------- experiments: interruption (issue 25)
+
+def _exp_data():
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(80, 1, 8, 8, generator=gen), torch.randint(0, 10, (80,), generator=gen)
+    return TensorDataset(x[:64], y[:64]), TensorDataset(x[64:], y[64:])
+
+
+def _exp_runs(**kw):
+    from dataclasses import replace
+    cfg = tr.TrainConfig(model=TINY, image_size=8, epochs=2, batch_size=16, schedule="none", progress=False)
+    runs = {name: replace(cfg, seed=seed) for seed, name in enumerate(("done", "stopped", "lost", "unsaid"))}
+    return {name: replace(c, **kw.get(name, {})) for name, c in runs.items()}
+
+
+def _tracked(monkeypatch):
+    from cspnet_lab.lab import experiments
+    calls, real = [], experiments.train_on
+
+    def train_on(cfg, *sets):
+        calls.append((pathlib.Path(cfg.out).name, cfg.resume))
+        return real(cfg, *sets)
+    monkeypatch.setattr(experiments, "train_on", train_on)
+    return experiments, calls
+
+
+def test_an_interrupted_set_of_runs_keeps_what_finished_and_redoes_only_the_rest(tmp_path, monkeypatch):
+    experiments, calls = _tracked(monkeypatch)
+    sets = _exp_data()
+    reference = experiments.run_in_folder(tmp_path / "ref", _exp_runs(), *sets, progress=False)
+    folder = tmp_path / "cut"
+    # the first session: "stopped" is cut off inside its second epoch (4 steps per epoch, stop at step 6)
+    experiments.run_in_folder(folder, _exp_runs(stopped={"max_steps": 6}), *sets, progress=False)
+    lost, unsaid = folder / "lost", folder / "unsaid"
+    # "lost": killed before its first save (only a temporary file remains);
+    # "unsaid": killed between writing its last checkpoint and its history
+    for name in ("checkpoint.pt", "history.json"):
+        (lost / name).unlink()
+    (lost / ".checkpoint.pt.x1y2.tmp").write_bytes(b"half")
+    (unsaid / "history.json").unlink()
+    done_files = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (folder / "done").iterdir()}
+    unsaid_ckpt = (unsaid / "checkpoint.pt").read_bytes()
+    calls.clear()
+    again = experiments.run_in_folder(folder, _exp_runs(), *sets, progress=False)
+    # "done" is read back, not trained; "stopped" and "unsaid" resume; "lost" starts afresh
+    assert sorted(calls) == [("lost", False), ("stopped", True), ("unsaid", True)], calls
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (folder / "done").iterdir()} == done_files
+    assert (unsaid / "checkpoint.pt").read_bytes() == unsaid_ckpt     # finished: nothing trained again
+    assert json.loads((unsaid / "history.json").read_text())["epochs"] == again["unsaid"]["epochs"]
+    assert len(json.loads((folder / "stopped" / "history.json").read_text())["segments"]) == 2
+    for name in ("done", "stopped", "lost", "unsaid"):               # the same numbers as never interrupted
+        got, want = again[name]["epochs"], reference[name]["epochs"]
+        assert len(got) == 2
+        assert [e["val_loss"] for e in got] == pytest.approx([e["val_loss"] for e in want], rel=1e-5), name
+    calls.clear()
+    experiments.run_in_folder(folder, _exp_runs(), *sets, progress=False)
+    assert calls == []           # old code: "unsaid" (no history.json) was taken as unfinished every time
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda p: p.write_text(p.read_text()[:40]), r"history\.json is truncated or not valid JSON"),
+    (lambda p: p.write_bytes(b"\xff\xfe\x00garbage"), r"history\.json is not a UTF-8 text file"),
+    (lambda p: p.write_text("[1, 2]"), r"history\.json is not a training history"),
+    (lambda p: p.write_text('{"epochs": 3}'), r"history\.json is not a training history"),
+    (lambda p: (p.unlink(), p.mkdir()), r"history\.json is not a file"),
+])
+def test_a_damaged_history_is_named_and_nothing_is_overwritten(tmp_path, damage, match):
+    # old code: a bare JSONDecodeError ("Expecting value: line 1 column 1") naming no file
+    from cspnet_lab.lab import experiments
+    sets = _exp_data()
+    runs = {"a": tr.TrainConfig(model=TINY, image_size=8, epochs=1, batch_size=16, progress=False)}
+    experiments.run_in_folder(tmp_path, runs, *sets, progress=False)
+    path = tmp_path / "a" / "history.json"
+    damage(path)
+    ckpt = (tmp_path / "a" / "checkpoint.pt").read_bytes()
+    with pytest.raises(ValueError, match=match) as err:
+        experiments.run_in_folder(tmp_path, runs, *sets, progress=False)
+    assert str(path) in str(err.value) and "delete it to redo the run" in str(err.value)
+    assert (tmp_path / "a" / "checkpoint.pt").read_bytes() == ckpt
+
+
+def test_a_damaged_plan_is_named(tmp_path):
+    from cspnet_lab.lab import experiments
+    (tmp_path / "plan.json").write_bytes(b"\xff\xfe")
+    with pytest.raises(ValueError, match=r"plan\.json is not a UTF-8 text file .*delete it or name another folder"):
+        experiments.run_in_folder(tmp_path, {"a": tr.TrainConfig(model=TINY)}, *_exp_data(), progress=False)
+
+
+# --------------------------------------------------------------------------- figures and explorers: empty or NaN data
+
+def _report(**kw):
+    return costs.analyze("cspdensenet_cifar", 32, block_config=(2, 2, 2), growth_rate=4, **kw)
+
+
+def _no_dense(report):
+    from dataclasses import replace
+    return replace(report, layers=[r for r in report.layers if r.part != "dense"])
+
+
+def _empty(report):
+    from dataclasses import replace
+    return replace(report, layers=[], stages=[])
+
+
+NAN = float("nan")
+
+
+def _plots():
+    from cspnet_lab.lab import plots
+    return plots
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda p: p.channels_per_layer(None), TypeError, "report must be a CostReport"),
+    (lambda p: p.channels_per_layer({"macs": 1}), TypeError, "report must be a CostReport"),
+    (lambda p: p.channels_per_layer(_empty(_report())), ValueError, "report holds no layers"),
+    (lambda p: p.channels_per_layer(_no_dense(_report())), ValueError, "report has no dense layers"),
+    (lambda p: p.channels_per_layer(_report(), ax="left"), TypeError, "ax must be a matplotlib Axes"),
+    (lambda p: p.channels_per_layer(_report(), label=3), TypeError, "title must be a str"),
+    (lambda p: p.macs_per_layer(_empty(_report())), ValueError, "report holds no layers"),
+    (lambda p: p.macs_per_layer(_no_dense(_report())), ValueError, "report has no dense layers"),
+    (lambda p: p.stage_costs({"a": None}), TypeError, r"reports\['a'\] must be a CostReport"),
+    (lambda p: p.stage_costs({"a": _empty(_report())}), ValueError, r"reports\['a'\] holds no layers"),
+    (lambda p: p.stage_costs({"a": _report()}, metric="flops"), ValueError, "metric must be 'macs' or 'params'"),
+    (lambda p: p.stage_costs([_report()]), ValueError, "reports must map"),
+    (lambda p: p.stage_diagram(None), TypeError, "plan must be a StagePlan"),
+    (lambda p: p.stage_diagram(_report().stages[0], scale=NAN), ValueError, "scale must be a finite number"),
+    (lambda p: p.stage_diagram(_report().stages[0], scale=0), ValueError, "scale must be a finite number > 0"),
+    (lambda p: p.stage_diagram(_report().stages[0], scale=-5), ValueError, "scale must be a finite number > 0"),
+    (lambda p: p.stage_diagram(_report().stages[0], scale="900"), ValueError, "scale must be a finite number"),
+    (lambda p: p.dataflow_diagram("stage 1"), TypeError, "plan must be a StagePlan"),
+    (lambda p: p.dataflow_diagram(_report().stages[0], title=["x"]), TypeError, "title must be a str"),
+    (lambda p: p.overlap_intervals({}, [0, 10]), ValueError, "series must map at least one model"),
+    (lambda p: p.overlap_intervals({"a": []}, []), ValueError, "steps must be a non-empty sequence"),
+    (lambda p: p.overlap_intervals({"a": [(NAN, NAN, NAN)]}, [0]), ValueError,
+     r"series\['a'\]\[0\] mean must be a finite number, got nan"),
+    (lambda p: p.overlap_intervals({"a": [(0.5, 0.4, float("inf"))]}, [0]), ValueError, r"high must be a finite"),
+    (lambda p: p.overlap_intervals({"a": [(0.5, 0.4, 0.6)]}, [0, 10]), ValueError,
+     r"series\['a'\] must hold one \(mean, low, high\) per step \(2\)"),
+    (lambda p: p.overlap_intervals({"a": [0.5]}, [0]), ValueError, r"series\['a'\]\[0\] must be a \(mean, low"),
+    (lambda p: p.overlap_intervals({"a": [(0.5, 0.4, 0.6)]}, [NAN]), ValueError, r"steps\[0\] must be a finite"),
+    (lambda p: p.overlap_intervals({"a": [(0.5, 0.4, 0.6)]}, "0"), ValueError, "steps must be a non-empty"),
+])
+def test_figure_functions_refuse_empty_or_nan_data_before_drawing(call, error, match):
+    # what wrong code makes this fail: a blank figure returned, or StopIteration/KeyError/AttributeError
+    # from inside matplotlib; and no half-made figure is left open either way
+    import matplotlib.pyplot as plt
+    before = plt.get_fignums()
+    with pytest.raises(error, match=match):
+        call(_plots())
+    assert plt.get_fignums() == before
+
+
+def test_figure_functions_still_draw_their_data():
+    import matplotlib.pyplot as plt
+    p, report = _plots(), _report()
+    for fig in (p.channels_per_layer(report), p.macs_per_layer(report), p.stage_costs({"a": report}),
+                p.stage_diagram(report.stages[0]), p.stage_diagram(report.stages[0], scale=100),
+                p.dataflow_diagram(report.stages[0]),
+                p.overlap_intervals({"a": [(0.5, 0.4, 0.6), (0.6, 0.5, 0.7)]}, [0, 10])):
+        assert any(ax.has_data() or ax.texts for ax in fig.axes)
+        plt.close(fig)
+
+
+def _explore():
+    from cspnet_lab.lab import explore
+    return explore
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda e: e.split_compute(part_ratio="abc"), ValueError, r"part_ratio must be a number in \(0, 1\]"),
+    (lambda e: e.split_compute(part_ratio=None), ValueError, r"part_ratio must be a number in \(0, 1\]"),
+    (lambda e: e.split_compute(part_ratio=NAN), ValueError, r"part_ratio must be a number in \(0, 1\]"),
+    (lambda e: e.split_compute(part_ratio=0.0), ValueError, r"part_ratio must be in \(0, 1\]"),
+    (lambda e: e.fusion_compute(fusion="middle"), ValueError, "fusion must be one of 'csp', 'first', 'last'"),
+    (lambda e: e.fusion_compute(part_ratio=NAN), ValueError, r"part_ratio must be a number in \(0, 1\]"),
+    (lambda e: e.fusion_compute(part_ratio="0.5"), ValueError, r"part_ratio must be a number in \(0, 1\]"),
+    (lambda e: e.fusion_compute(depth="999"), ValueError, "depth must be one of 121, 161, 169, 201, 264"),
+    (lambda e: e.growth_compute(depth=None), ValueError, "depth must be one of"),
+    (lambda e: e.growth_compute(depth=True), ValueError, "depth must be one of"),
+    (lambda e: e.growth_compute(growth_rate=0), ValueError, "growth_rate must be a positive integer"),
+    (lambda e: e.split_explorer.frame(stages=2), ValueError,
+     r"has no setting 'stages'; its settings are 'part_ratio', 'growth_rate', 'stage'"),
+    (lambda e: e.Control("a", ()), ValueError, "grid must be a non-empty tuple"),
+    (lambda e: e.Control("a", [1, 2]), ValueError, "grid must be a non-empty tuple"),
+    (lambda e: e.Control("a", (1, 2), default=5), ValueError, "default 5 is not in its grid"),
+    (lambda e: e.Control("a b", (1, 2)), ValueError, "Control name must be an argument name"),
+])
+def test_explorers_refuse_out_of_range_and_empty_settings_by_name(call, error, match):
+    with pytest.raises(error, match=match):
+        call(_explore())
+
+
+def test_growth_explorer_takes_the_depth_as_a_number_too():
+    assert _explore().growth_compute(12, 121)["depth"] == "121"
+
+
+def _toy_explorer(draw_nothing=False):
+    import matplotlib.pyplot as plt
+    e = _explore()
+
+    def compute(a=1):
+        if a == 3:
+            raise TypeError("a=3 is not a setting this toy takes")
+        return {"a": a}
+
+    def draw(r):
+        fig, ax = plt.subplots(figsize=(1, 1))
+        if not draw_nothing:
+            ax.bar([0], [r["a"]])
+        return fig
+    return e.Explorer("toy", [e.Control("a", (1, 2), (1, 4, 1), 1)], compute, draw)
+
+
+def test_an_explorer_that_draws_nothing_says_so_instead_of_a_blank_frame():
+    import matplotlib.pyplot as plt
+    before = plt.get_fignums()
+    with pytest.raises(ValueError, match=r"'toy' drew nothing for \{'a': 1\}"):
+        _toy_explorer(draw_nothing=True).frame(a=1)
+    with pytest.raises(ValueError, match="drew nothing"):
+        _toy_explorer(draw_nothing=True).static_html(dpi=10)
+    assert plt.get_fignums() == before                                # the blank figure was closed
+
+
+def test_a_live_widget_shows_one_line_for_a_setting_it_cannot_draw(capsys):
+    # old code caught ValueError only: a TypeError escaped the slider's callback as a traceback
+    box = _toy_explorer().live()
+    slider = box.children[0].children[0]
+    capsys.readouterr()
+    slider.value = 3
+    printed = capsys.readouterr().out
+    assert "TypeError: a=3 is not a setting this toy takes" in printed and "Traceback" not in printed
+    slider.value = 2                                                   # and it goes on drawing

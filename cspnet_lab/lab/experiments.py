@@ -276,6 +276,37 @@ def run_name(label: str, seed: int) -> str:
     return re.sub(r"[^A-Za-z0-9_.]+", "-", label).strip("-").lower() + f"/seed{seed}"
 
 
+def _read_json(path: pathlib.Path, hint: str):
+    """The JSON in ``path``; ValueError naming the file (and ``hint``: what to do) for anything unreadable."""
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file; {hint}")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not a UTF-8 text file ({err.reason} at byte {err.start}); {hint}") from None
+    except RecursionError:
+        raise ValueError(f"{path} is nested too deeply to be one of cspnet_lab's files; {hint}") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is truncated or not valid JSON ({err.msg} at line {err.lineno}, column "
+                         f"{err.colno}); {hint}") from None
+    except OSError as err:
+        raise ValueError(f"{path} cannot be read ({err.strerror or err}); {hint}") from None
+
+
+def read_history(path) -> dict | None:
+    """A run's ``history.json`` (None when there is none); ValueError naming the file when it is truncated,
+    not JSON, or not a training history (a dict with a list of finished ``epochs``)."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        return None
+    hint = "delete it to redo the run (from its checkpoint.pt when there is one)"
+    history = _read_json(path, hint)
+    epochs = history.get("epochs") if isinstance(history, dict) else None
+    if not isinstance(epochs, list) or not all(isinstance(e, dict) for e in epochs):
+        raise ValueError(f"{path} is not a training history (no list of finished epochs); {hint}")
+    return history
+
+
 def run_in_folder(folder, runs: dict[str, _train.TrainConfig], train_set: TensorDataset,
                   val_set: TensorDataset, progress: bool = True) -> dict[str, dict]:
     """Train each named run into ``folder/<name>``; skip finished runs, resume unfinished ones.
@@ -292,10 +323,7 @@ def run_in_folder(folder, runs: dict[str, _train.TrainConfig], train_set: Tensor
     plan = {name: {k: v for k, v in asdict(cfg).items() if k not in _NOT_PLAN} for name, cfg in runs.items()}
     plan_file = folder / "plan.json"
     if plan_file.exists():
-        try:
-            old = json.loads(plan_file.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{plan_file} is not valid JSON ({err}); delete it or name another folder") from err
+        old = _read_json(plan_file, "delete it or name another folder")
         if old != json.loads(json.dumps(plan)):
             raise ValueError(f"{folder} holds runs of a different plan; name a new folder or delete this one")
     else:
@@ -308,8 +336,7 @@ def run_in_folder(folder, runs: dict[str, _train.TrainConfig], train_set: Tensor
     results = {}
     for name, cfg in runs.items():
         out = folder / name
-        done = out / "history.json"
-        history = json.loads(done.read_text()) if done.exists() else None
+        history = read_history(out / "history.json")
         if history is None or len(history["epochs"]) < cfg.epochs:
             # A checkpoint means a run to continue; without one, whatever lies there is replaced.
             resume = (out / "checkpoint.pt").exists()

@@ -42,6 +42,15 @@ class Control:
     live: tuple | None = None
     default: object = None
 
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"Control name must be an argument name of compute, got {self.name!r}")
+        if not isinstance(self.grid, tuple) or not self.grid:
+            raise ValueError(f"Control {self.name!r}: grid must be a non-empty tuple of values, got {self.grid!r}")
+        if self.default is not None and self.default not in self.grid:
+            raise ValueError(f"Control {self.name!r}: default {self.default!r} is not in its grid {self.grid!r} "
+                             "(the static explorer starts there)")
+
     @property
     def start(self):
         return self.default if self.default is not None else self.grid[len(self.grid) // 2]
@@ -57,8 +66,19 @@ class Explorer:
 
     # ------------------------------------------------------------------ shared
     def frame(self, **settings) -> tuple[dict, "matplotlib.figure.Figure"]:
+        """``compute(**settings)`` and its figure. Unknown settings and a figure with nothing drawn on it
+        are a ValueError naming them, never a blank picture."""
+        names = [c.name for c in self.controls]
+        unknown = [k for k in settings if k not in names]
+        if unknown:
+            raise ValueError(f"{self.title!r} has no setting {', '.join(map(repr, unknown))}; its settings are "
+                             f"{', '.join(map(repr, names)) or 'none'}")
         result = self.compute(**settings)
-        return result, self.draw(result)
+        fig = self.draw(result)
+        if not any(ax.has_data() or ax.texts for ax in fig.axes):
+            plt.close(fig)
+            raise ValueError(f"{self.title!r} drew nothing for {settings!r}")
+        return result, fig
 
     def numbers_html(self, result: dict) -> str:
         rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in self.numbers(result))
@@ -89,8 +109,8 @@ class Explorer:
                 out.clear_output(wait=True)
                 try:
                     result, fig = self.frame(**settings)
-                except ValueError as err:  # e.g. a part ratio that empties a path at this width
-                    print(f"ValueError: {err}")
+                except (ValueError, TypeError) as err:  # e.g. a part ratio that empties a path
+                    print(f"{type(err).__name__}: {err}")   # one line in the output, never a traceback
                     return
                 display(fig)
                 plt.close(fig)
@@ -177,7 +197,8 @@ def _fmt(n: float) -> str:
 
 
 def _pct(a: float, b: float) -> str:
-    return f"{100 * (a - b) / b:+.1f} %"
+    from ..measure.stats import percent_change
+    return f"{percent_change(a, b):+.1f} %"
 
 
 # --- chapter 2: feature-map growth ------------------------------------------------------------
@@ -188,8 +209,20 @@ def _script_json(obj) -> str:
     return json.dumps(obj).replace("</", "<\\/")
 
 
+DEPTHS = ("121", "161", "169", "201", "264")
+
+
+def _depth(depth) -> str:
+    """A DenseNet depth as the explorers name it ("121" or 121); anything else names the allowed ones."""
+    text = str(depth) if isinstance(depth, (str, int)) and not isinstance(depth, bool) else None
+    if text not in DEPTHS:
+        raise ValueError(f"depth must be one of {', '.join(DEPTHS)}; got {depth!r}")
+    return text
+
+
 def growth_compute(growth_rate: int = 32, depth: str = "121") -> dict:
     growth_rate = _checks.positive_int("growth_rate", growth_rate)     # 4.7 or nan: an error, not truncated
+    depth = _depth(depth)
     report = costs.analyze(f"densenet{depth}", 224, growth_rate=int(growth_rate))
     cio = report.cio()
     return dict(growth_rate=int(growth_rate), depth=str(depth), report=report, params=report.params,
@@ -225,6 +258,7 @@ def split_compute(part_ratio: float = 0.5, growth_rate: int = 32, stage: int = 2
     """One stage's plan and the network's savings in both width forms ("narrow": the dense transition
     compresses; "matched": every stage output as wide as DenseNet's)."""
     k = _checks.positive_int("growth_rate", growth_rate)
+    part_ratio = _checks.ratio_open_closed("part_ratio", part_ratio)    # "abc", None, nan: named
     cfg = model_config("cspdensenet121", part_ratio=float(part_ratio), growth_rate=k)
     n = len(cfg.stages())
     if isinstance(stage, bool) or not isinstance(stage, int) or not 1 <= stage <= n:
@@ -274,6 +308,10 @@ split_explorer = Explorer(
 # --- chapter 4: fusion strategies ----------------------------------------------------------------
 
 def fusion_compute(fusion: str = "csp", part_ratio: float = 0.5, depth: str = "121") -> dict:
+    from ..models.csp import FUSIONS
+    _checks.choice("fusion", fusion, FUSIONS)
+    part_ratio = _checks.ratio_open_closed("part_ratio", part_ratio)
+    depth = _depth(depth)
     base = costs.analyze(f"densenet{depth}", 224)
     cfg = model_config(f"cspdensenet{depth}", fusion=fusion, part_ratio=float(part_ratio))
     report = costs.analyze(cfg, 224)

@@ -63,7 +63,13 @@ CACHE_ENV = "CSPNET_LAB_CACHE"
 def default_cache() -> pathlib.Path:
     """``$CSPNET_LAB_CACHE`` (``~`` expanded), or ``~/.cache/cspnet_lab`` when it is unset, empty or blank."""
     text = os.environ.get(CACHE_ENV, "").strip()
-    return pathlib.Path(text).expanduser() if text else pathlib.Path.home() / ".cache" / "cspnet_lab"
+    try:
+        return pathlib.Path(text).expanduser() if text else pathlib.Path.home() / ".cache" / "cspnet_lab"
+    except (RuntimeError, KeyError) as err:      # "~nosuchuser/...", or no home folder at all
+        where = f"environment variable {CACHE_ENV}={text!r} starts with ~ but" if text else \
+            f"{CACHE_ENV} is unset and"
+        raise ValueError(f"{where} that home folder cannot be determined ({err}); set {CACHE_ENV} to a "
+                         f"folder path, or pass root= / --data-root") from None
 
 
 def _split(x: torch.Tensor, y: torch.Tensor, val_fraction: float, seed: int):

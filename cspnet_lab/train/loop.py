@@ -86,6 +86,9 @@ class TrainConfig:
         spec.config()                                       # unknown names, keys and values
         _checks.choice("dataset", self.dataset, DATASETS)
         _checks.positive_int("image_size", self.image_size)
+        if self.dataset == "digits" and not 8 <= self.image_size <= 256:   # before any folder is claimed
+            raise ValueError(f"image_size must be an integer in [8, 256] for dataset 'digits' (its images are "
+                             f"8x8, resized to image_size), got {self.image_size!r}")
         _checks.positive_int("epochs", self.epochs)
         _checks.positive_int("batch_size", self.batch_size)
         _checks.choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -93,10 +96,18 @@ class TrainConfig:
         _checks.finite_real("lr", self.lr, 0.0, low_open=True)
         _checks.finite_real("momentum", self.momentum, 0.0, 1.0, high_open=True)
         _checks.finite_real("weight_decay", self.weight_decay, 0.0)
-        if _checks.non_negative_int("seed", self.seed) >= 2**32:
-            raise ValueError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0 (and < 2**32), got {self.seed!r}")
+        if self.seed >= 2**32:          # not _checks.non_negative_int: its cap (2**31 - 1) is not this one
+            shown = f"an integer of {len(str(self.seed))} digits" if isinstance(self.seed, int) and \
+                abs(self.seed) >= 10**20 else repr(self.seed)
+            raise ValueError(f"seed must be an integer in [0, 2**32), got {shown}")
         _checks.path_like("out", self.out, optional=True)
         _checks.path_like("data_root", self.data_root, optional=True)
+        if self.data_root is not None and self.dataset == "digits":     # silently ignored otherwise
+            raise ValueError(f"data_root={self.data_root!r} is given, but dataset 'digits' reads no folder (it "
+                             "ships with scikit-learn); data_root is the CIFAR-10 cache: leave it out, or use "
+                             "dataset='cifar10'")
         for name in ("resume", "overwrite", "bn_eval", "progress"):
             _checks.boolean(name, getattr(self, name))
         if self.max_steps is not None:
@@ -166,6 +177,9 @@ def _claim(out: pathlib.Path, config: TrainConfig) -> FolderLock:
     """Create and lock ``out``, and check it holds what ``resume``/``overwrite`` expect."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"out {out} is a file, not a folder")
+    if config.resume and not (out / "checkpoint.pt").exists():   # checked again under the lock
+        raise ValueError(f"resume=True but {out / 'checkpoint.pt'} does not exist, so there is nothing to "
+                         f"resume; run without resume to start afresh")
     try:
         out.mkdir(parents=True, exist_ok=True)
         lock = FolderLock(out, LOCK_NAME, what="training run").acquire()
@@ -186,8 +200,7 @@ def _claim(out: pathlib.Path, config: TrainConfig) -> FolderLock:
 
 
 def _first_line(err: BaseException, limit: int = 160) -> str:
-    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    return text if len(text) <= limit else text[:limit] + "..."
+    return _checks.one_line(err, limit, with_type=False)
 
 
 def _load_checkpoint(path: pathlib.Path, device: torch.device) -> tuple[dict, dict]:
@@ -347,8 +360,12 @@ def _train(config: TrainConfig, out: pathlib.Path | None, rank: int, world: int,
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
     if start_epoch >= config.epochs or (config.max_steps and step >= config.max_steps):
+        if config.resume and rank == 0 and not (out / "history.json").exists():
+            # killed between the checkpoint and the history (written in that order): the history is in the
+            # checkpoint, so write it back, or every later run_in_folder would take this run as unfinished
+            atomic_write_text(out / "history.json", json.dumps(history, indent=1))
         history["model_state"] = None
-        return history                                       # nothing left to do: write nothing
+        return history                                       # nothing left to do: write nothing else
     history["segments"].append({"start_epoch": start_epoch, "start_batch": partial["batches"] if partial else 0,
                                 "start_step": step, "world_size": world, "device": str(device),
                                 "max_steps": config.max_steps})
@@ -427,10 +444,8 @@ def _env_int(name: str, default: int, low: int) -> int:
     text = os.environ.get(name, "").strip()
     if not text:
         return default
-    try:
-        value = int(text, 10)
-    except ValueError:
-        value = None
+    # ASCII digits only: int() would also take "1_0" (10) and other scripts' digits, which torchrun never writes
+    value = int(text) if text.isascii() and text.isdigit() else None
     if value is None or value < low:
         raise ValueError(f"environment variable {name}={os.environ[name]!r} must be an integer >= {low} "
                          f"(torchrun sets it; unset it to train in one process)")
@@ -438,7 +453,10 @@ def _env_int(name: str, default: int, low: int) -> int:
 
 
 def distributed_env() -> tuple[int, int, int]:
-    """``(world_size, rank, local_rank)`` from torchrun's variables, checked before anything runs."""
+    """``(world_size, rank, local_rank)`` from torchrun's variables, checked before anything runs.
+
+    With more than one process the rendezvous variables are checked too: ``MASTER_ADDR`` (non-empty) and
+    ``MASTER_PORT`` (1..65535), which torch reads without naming them when they are wrong."""
     world = _env_int("WORLD_SIZE", 1, 1)
     rank = _env_int("RANK", 0, 0)
     local = _env_int("LOCAL_RANK", 0, 0)
@@ -446,6 +464,14 @@ def distributed_env() -> tuple[int, int, int]:
         raise ValueError(f"environment variable RANK={rank} must be < WORLD_SIZE={world} (ranks count from 0)")
     if local >= world:
         raise ValueError(f"environment variable LOCAL_RANK={local} must be < WORLD_SIZE={world}")
+    if world > 1:
+        if not os.environ.get("MASTER_ADDR", "").strip():
+            raise ValueError(f"environment variable WORLD_SIZE={world} asks for {world} processes, but "
+                             f"MASTER_ADDR is unset or empty; start the processes with torchrun, which sets it")
+        port = os.environ.get("MASTER_PORT", "").strip()
+        if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(f"environment variable MASTER_PORT={os.environ.get('MASTER_PORT', '')!r} must be "
+                             f"a port number in 1..65535 with WORLD_SIZE={world}; torchrun sets it")
     return world, rank, local
 
 
