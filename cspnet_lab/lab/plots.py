@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
+from ..measure import bench as _bench
 from ..measure.costs import CostReport
 
 STAGE_COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860"]
@@ -771,7 +772,7 @@ def gradient_path_graph(plan, ax=None, title: str | None = None):
     node is labelled with its number of routes from the stage input
     (:func:`~cspnet_lab.gradients.count_paths`). The arrows out of the dense part x0'' (DenseNet: the
     whole input x0) are drawn in the dense colour: one per dense layer that reads it, plus the block's
-    output, which is the reuse of g0 in the paper's Eq. 2. The skip part's arrows are blue.
+    output, the fan-out behind the paper's Eq. 2; the split keeps it. The skip part's arrow is blue.
     """
     from matplotlib.patches import FancyArrowPatch
 
@@ -897,4 +898,58 @@ def paired_intervals(intervals: dict, ax=None, scale: float = 100.0,
     ax.set_ylim(len(labels) - 0.5, -0.5)           # the first entry on top
     ax.set_xlabel(xlabel)
     fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- chapter 6: timing figures
+# (moved here from measure/bench.py: figures live in lab/plots)
+
+def time_ratios(rows: list[dict], ax=None, title: str = "", legend_loc: str = "best"):
+    """Time ratio against the baseline with its interval, one line per model, for one mode; the multiply-add
+    ratio beside it (where the time would be if the cut were fully realised). Models whose interval
+    contains 1 are drawn grey: not distinguishable from the baseline."""
+    import matplotlib.pyplot as plt
+    rows = [r for r in rows if r.get("status", "ok") == "ok"]
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 0.35 * len(rows) + 1.2))
+    colors = {"faster": "#1b7837", "slower": "#b2182b", "not distinguishable": "#999999"}
+    color = [colors.get(r["verdict"], "#cccccc") for r in rows]
+    for y, r in enumerate(rows):
+        est, lo, hi = r["time_ratio"], r["time_ratio_lo"], r["time_ratio_hi"]
+        ax.errorbar(est, y, xerr=[[est - lo], [hi - est]], fmt="o", color=color[y], capsize=3,
+                    ms=4, zorder=3)
+        ax.plot(r["mac_ratio"], y, marker="|", color="black", ms=10, mew=1.5, zorder=2)
+    ax.axvline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_yticks(range(len(rows)), [_bench.short_label(r["model"]) for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("time / DenseNet's time (95 % interval); | = multiply-adds / DenseNet's")
+    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=v) for v, c in colors.items()]
+    ax.legend(handles=handles, frameon=False, fontsize=7, loc=legend_loc)
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+CATEGORY_COLORS = dict(zip(_bench.CATEGORIES, ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860",
+                                        "#bbbbbb"]))
+
+
+def time_breakdown(rows: list[dict], ax=None, title: str = "", share: bool = False):
+    """Stacked bars: where a step's time goes, by operator category, one bar per result row with a
+    profile (milliseconds per step on the profiler's clock, or with ``share`` the fraction of the step)."""
+    import matplotlib.pyplot as plt
+    rows = [r for r in rows if r.get("profile")]
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
+    left = [0.0] * len(rows)
+    for cat in _bench.CATEGORIES:
+        vals = []
+        for r in rows:
+            p = r["profile"]
+            v = p["by_category_s"].get(cat, 0.0)
+            vals.append(v / p["total_s"] if share else 1000 * v)
+        ax.barh(range(len(rows)), vals, left=left, color=CATEGORY_COLORS[cat], label=cat, height=0.7)
+        left = [a + b for a, b in zip(left, vals)]
+    ax.set_yticks(range(len(rows)), [f"{_bench.short_label(r['model'])}, {r['mode']}" for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("share of the step" if share else "ms per step (profiler's clock)")
+    ax.legend(frameon=False, fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    ax.set_title(title, fontsize=10)
     return fig

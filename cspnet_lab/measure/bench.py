@@ -41,6 +41,7 @@ from torch import nn
 
 from . import costs
 from .stats import MIN_ROUNDS, paired_bootstrap, realised_fraction, verdict  # noqa: F401 (re-exported)
+from .. import _checks
 from .._io import FolderLock, atomic_write_text
 from ..models.registry import ModelSpec
 
@@ -439,9 +440,7 @@ def _base_row(spec: ModelSpec, batch: int, size: int, mode: str) -> dict:
     return row
 
 
-def _one_line(err: BaseException, limit: int = 300) -> str:
-    text = " ".join(f"{type(err).__name__}: {err}".split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+_one_line = _checks.one_line
 
 
 _UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
@@ -929,54 +928,197 @@ def short_label(model: str) -> str:
     return f"{name} ({rest})"
 
 
-# --------------------------------------------------------------------------- figures
+# --------------------------------------------------------------------------- free (exact) cuts
 
-def plot_time_ratios(rows: list[dict], ax=None, title: str = "", legend_loc: str = "best"):
-    """Time ratio against the baseline with its interval, one line per model, for one mode; the multiply-add
-    ratio beside it (where the time would be if the cut were fully realised). Models whose interval
-    contains 1 are drawn grey: not distinguishable from the baseline."""
-    import matplotlib.pyplot as plt
-    rows = [r for r in rows if r.get("status", "ok") == "ok"]
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 0.35 * len(rows) + 1.2))
-    colors = {"faster": "#1b7837", "slower": "#b2182b", "not distinguishable": "#999999"}
-    color = [colors.get(r["verdict"], "#cccccc") for r in rows]
-    for y, r in enumerate(rows):
-        est, lo, hi = r["time_ratio"], r["time_ratio_lo"], r["time_ratio_hi"]
-        ax.errorbar(est, y, xerr=[[est - lo], [hi - est]], fmt="o", color=color[y], capsize=3,
-                    ms=4, zorder=3)
-        ax.plot(r["mac_ratio"], y, marker="|", color="black", ms=10, mew=1.5, zorder=2)
-    ax.axvline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set_yticks(range(len(rows)), [short_label(r["model"]) for r in rows], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("time / DenseNet's time (95 % interval); | = multiply-adds / DenseNet's")
-    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=v) for v, c in colors.items()]
-    ax.legend(handles=handles, frameon=False, fontsize=7, loc=legend_loc)
-    ax.set_title(title, fontsize=10)
-    return fig
+FREE_CUTS_FILE = "free_cuts_cpu.json"   # written by benchmarks/free_cuts.py, committed in results/
+# The fuse_for_inference options each cut of benchmarks/free_cuts.py switches on. Only pool_first
+# changes the multiply-adds; the others change how the same arithmetic meets memory.
+FREE_CUT_OPTIONS = {
+    "pool_first": ("pool_first",), "fold_bn": ("fold_bn",), "concat_buffer": ("concat_buffer",),
+    "channels_last": ("channels_last",), "all": ("pool_first", "fold_bn", "concat_buffer"),
+    "pool_fold_cl": ("pool_first", "fold_bn", "channels_last")}
+# Issue 24's goals against torchvision's DenseNet-121 with the same weights, per mode:
+# (the time ratio at most, the upper end of its interval below).
+FREE_CUT_GOALS = {"inference": (0.85, 0.90), "train": (0.95, 1.00)}
+FREE_CUT_BASELINES = ("torchvision", "ours")
 
 
-CATEGORY_COLORS = dict(zip(CATEGORIES, ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860",
-                                        "#bbbbbb"]))
+def _read_json(path: pathlib.Path, what: str):
+    """The parsed JSON of ``path``; a missing, unreadable or malformed file is a ValueError naming it."""
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a {what}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such {what}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 text file, so not a {what}") from None
+    except OSError as err:
+        raise ValueError(f"{path}: cannot be read ({err.strerror})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON (truncated or edited by hand?): {err}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: nested too deeply to be a {what}") from None
 
 
-def plot_breakdown(rows: list[dict], ax=None, title: str = "", share: bool = False):
-    """Stacked bars: where a step's time goes, by operator category, one bar per result row with a
-    profile (milliseconds per step on the profiler's clock, or with ``share`` the fraction of the step)."""
-    import matplotlib.pyplot as plt
-    rows = [r for r in rows if r.get("profile")]
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
-    left = [0.0] * len(rows)
-    for cat in CATEGORIES:
-        vals = []
-        for r in rows:
-            p = r["profile"]
-            v = p["by_category_s"].get(cat, 0.0)
-            vals.append(v / p["total_s"] if share else 1000 * v)
-        ax.barh(range(len(rows)), vals, left=left, color=CATEGORY_COLORS[cat], label=cat, height=0.7)
-        left = [a + b for a, b in zip(left, vals)]
-    ax.set_yticks(range(len(rows)), [f"{short_label(r['model'])}, {r['mode']}" for r in rows], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("share of the step" if share else "ms per step (profiler's clock)")
-    ax.legend(frameon=False, fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.18))
-    ax.set_title(title, fontsize=10)
-    return fig
+def validate_free_cuts(data, source) -> dict:
+    """Check a free-cuts result (see :func:`load_free_cuts`); ValueError naming ``source`` and the field."""
+    def bad(where, problem):
+        raise ValueError(f"{source}: {where} {problem}")
+
+    def get(d, key, where):
+        if not isinstance(d, dict):
+            bad(where or "the file", "must be a JSON object")
+        if key not in d:
+            bad(f"{where}.{key}" if where else key, "is missing")
+        return d[key]
+
+    def obj(v, where, nonempty=True):
+        if not isinstance(v, dict) or (nonempty and not v):
+            bad(where, "must be a non-empty object")
+        return v
+
+    def count(v, where):
+        if not _is_int(v) or v < 1:
+            bad(where, f"must be a positive integer (got {v!r})")
+        return v
+
+    def number(v, where, positive=True):
+        if not _is_num(v) or v < 0 or (positive and v == 0):
+            bad(where, f"must be a finite number {'> 0' if positive else '>= 0'} (got {v!r})")
+        return float(v)
+
+    def interval(v, where):
+        if not isinstance(v, list) or len(v) != 3:
+            bad(where, f"must be [ratio, low, high] (got {v!r})")
+        est, lo, hi = (number(x, f"{where}[{i}]") for i, x in enumerate(v))
+        if not lo <= est <= hi:
+            bad(where, f"must hold its ratio: low <= ratio <= high (got {v!r})")
+        return est, lo, hi
+
+    obj(data, "the file")
+    settings = obj(get(data, "settings", ""), "settings")
+    for key in ("rounds", "processes", "batch", "size"):
+        count(get(settings, key, "settings"), f"settings.{key}")
+    if get(settings, "baseline", "settings") not in FREE_CUT_BASELINES:
+        bad("settings.baseline", f"must be one of {FREE_CUT_BASELINES} (got {settings['baseline']!r})")
+    prov = obj(get(data, "provenance", ""), "provenance")
+    for key in ("device", "torch", "date", "command"):
+        if not isinstance(get(prov, key, "provenance"), str):
+            bad(f"provenance.{key}", f"must be a string (got {prov[key]!r})")
+    max_load = number(get(data, "max_load", ""), "max_load")
+    quiet = get(data, "quiet", "")
+    if not isinstance(quiet, bool):
+        bad("quiet", f"must be true or false (got {quiet!r})")
+    runs = obj(get(data, "runs", ""), "runs")
+    for arch, run in runs.items():
+        where = f"runs.{arch}"
+        procs = get(obj(run, where), "processes", where)
+        if not isinstance(procs, list) or len(procs) != settings["processes"]:
+            bad(f"{where}.processes", f"must be a list of settings.processes = "
+                f"{settings['processes']} worker results")
+        cuts = {}
+        for i, proc in enumerate(procs):
+            pw = f"{where}.processes[{i}]"
+            obj(proc, pw)
+            for mode in MODES:
+                results = obj(get(proc, mode, pw), f"{pw}.{mode}")
+                for cut, v in results.items():
+                    interval(v, f"{pw}.{mode}.{cut}")
+                names = cuts.setdefault(mode, sorted(results))
+                if sorted(results) != names:
+                    bad(f"{pw}.{mode}", f"times cuts {sorted(results)}, processes[0] {names}")
+            load = get(proc, "load", pw)
+            if not isinstance(load, list) or len(load) != 2:
+                bad(f"{pw}.load", f"must be [before, after] (got {load!r})")
+            before = [number(x, f"{pw}.load[{j}]", positive=False) for j, x in enumerate(load)][0]
+            if quiet and before > max_load:
+                bad("quiet", f"is true, but {pw} started at load {before} > max_load {max_load}")
+        summary = obj(get(run, "summary", where), f"{where}.summary")
+        keys = sorted(f"{mode}/{cut}" for mode in MODES for cut in cuts[mode])
+        if sorted(summary) != keys:
+            bad(f"{where}.summary", f"must have one entry per mode/cut: {keys}")
+        for key, s in summary.items():
+            sw = f"{where}.summary.{key}"
+            mode, cut = key.split("/", 1)
+            per = get(obj(s, sw), "per_process", sw)
+            if per != [p[mode][cut] for p in procs]:
+                bad(f"{sw}.per_process", "does not match the processes' intervals")
+            spread = get(s, "between_process", sw)
+            ests = [p[mode][cut][0] for p in procs]
+            if spread != [min(ests), max(ests)]:
+                bad(f"{sw}.between_process", f"must be [min, max] of the processes' ratios "
+                    f"{[min(ests), max(ests)]} (got {spread!r})")
+            verdicts = get(s, "verdicts", sw)
+            if not isinstance(verdicts, list) or len(verdicts) != len(procs) \
+                    or not all(isinstance(v, str) for v in verdicts):
+                bad(f"{sw}.verdicts", "must be one verdict string per process")
+    return data
+
+
+def load_free_cuts(path=None) -> dict:
+    """Read and validate a free-cuts result file; the committed ``results/free_cuts_cpu.json`` by default.
+
+    ``benchmarks/free_cuts.py`` writes it: ``settings`` (``rounds``, ``processes``, ``batch``, ``size``,
+    ``baseline``), ``provenance`` (``device``, ``torch``, ``date``, ``command``), ``max_load``, ``quiet``
+    and ``runs``: per architecture, ``processes`` (one per worker process: ``inference`` and ``train``,
+    each mapping a cut to its time ratio against the baseline ``[ratio, low, high]``, and ``load``, the
+    1-minute load average ``[before, after]`` the worker) and ``summary`` (``"mode/cut"`` ->
+    ``per_process``, ``between_process`` ``[min, max]`` of the ratios, ``verdicts``). A missing key, a
+    non-finite or non-positive number, an interval that does not hold its ratio, a summary that does not
+    match its processes, or ``quiet`` true with a worker above ``max_load``: ValueError naming the file
+    and the field.
+    """
+    path = RESULTS / FREE_CUTS_FILE if path is None else pathlib.Path(path)
+    return validate_free_cuts(_read_json(path, "free-cuts result file"), path)
+
+
+def free_cut_verdicts(data: dict) -> list[dict]:
+    """One row per (architecture, mode, cut) of a free-cuts result, the verdicts recomputed from its data.
+
+    Each process's verdict is :func:`verdict` of its interval at the file's rounds. Across processes
+    (whose spread one interval does not cover): "faster" or "slower" only if every process says so,
+    "too few rounds ..." if any does, else "not distinguishable". Each row: ``arch``, ``baseline``
+    ("torchvision" for DenseNet-121 against torchvision's, else "ours": the same network with no cut),
+    ``mode``, ``cut``, ``per_process`` [(ratio, low, high)], ``between`` (min, max of the ratios),
+    ``process_verdicts``, ``verdict``; ``mac_ratio`` (exact, from :func:`costs.analyze` at the file's
+    input size: only pool-first changes it); ``realised``, the realised fraction at the two ends of
+    ``between`` as (low, high), None where the multiply-adds do not change and for combinations that
+    mix in cuts which change none (their ratio would exceed 1 and mean nothing); ``goal``
+    (:data:`FREE_CUT_GOALS` for the mode against torchvision's DenseNet-121, else None) and
+    ``meets_goal`` (every process's ratio at most ``goal[0]`` and upper end below ``goal[1]``; None
+    without a goal).
+    """
+    settings, rows = data["settings"], []
+    rounds, size = settings["rounds"], settings["size"]
+    for arch, run in data["runs"].items():
+        baseline = settings["baseline"] if arch == "densenet121" else "ours"
+        unknown = [c for mode in MODES for c in run["processes"][0][mode] if c not in FREE_CUT_OPTIONS]
+        if unknown:
+            raise ValueError(f"free_cut_verdicts: unknown cut(s) {unknown} in runs.{arch}; known: "
+                             f"{sorted(FREE_CUT_OPTIONS)}")
+        macs = {pf: costs.analyze(arch, size, pool_first=pf).macs for pf in (False, True)}
+        for mode in MODES:
+            for cut in run["processes"][0][mode]:
+                per = [tuple(p[mode][cut]) for p in run["processes"]]
+                each = [verdict(lo, hi, rounds) for _, lo, hi in per]
+                overall = next((v for v in each if v.startswith("too few")), None) or (
+                    each[0] if each[0] in ("faster", "slower") and len(set(each)) == 1
+                    else "not distinguishable")
+                m = macs["pool_first" in FREE_CUT_OPTIONS[cut]] / macs[False]
+                between = (min(e for e, _, _ in per), max(e for e, _, _ in per))
+                # The realised fraction divides time saved by multiply-adds saved: it means something
+                # only for a cut whose every part changes the multiply-adds (pool-first alone). A
+                # combination with cuts that save time at no multiply-add change would exceed 1.
+                alone = FREE_CUT_OPTIONS[cut] == ("pool_first",)
+                ends = [realised_fraction(t, m) if alone else None for t in between]
+                goal = FREE_CUT_GOALS[mode] if baseline == "torchvision" else None
+                rows.append(dict(
+                    arch=arch, baseline=baseline, mode=mode, cut=cut, per_process=per,
+                    between=between, process_verdicts=each, verdict=overall, mac_ratio=m,
+                    realised=None if ends[0] is None else (min(ends), max(ends)), goal=goal,
+                    meets_goal=None if goal is None else all(
+                        e <= goal[0] and hi < goal[1] for e, _, hi in per)))
+    return rows
