@@ -38,3 +38,11 @@ def test_time_breakdown_shares_stack_to_one():
     assert len(widths) == len(bench.CATEGORIES)                      # one bar, one segment per category
     assert sum(widths) == pytest.approx(1.0)
     plt.close(fig)
+
+
+@pytest.mark.parametrize("draw", [plots.time_ratios, plots.time_breakdown])
+@pytest.mark.parametrize("rows", [[], {}, None, [dict(model="x", mode="train", status="error")]])
+def test_timing_figures_refuse_rows_with_nothing_to_draw(draw, rows):
+    # Old code drew an empty figure for [] and {}.
+    with pytest.raises(ValueError, match="rows"):
+        draw(rows)

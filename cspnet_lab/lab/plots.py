@@ -909,7 +909,10 @@ def time_ratios(rows: list[dict], ax=None, title: str = "", legend_loc: str = "b
     ratio beside it (where the time would be if the cut were fully realised). Models whose interval
     contains 1 are drawn grey: not distinguishable from the baseline."""
     import matplotlib.pyplot as plt
+    _result_rows("rows", rows)
     rows = [r for r in rows if r.get("status", "ok") == "ok"]
+    if not rows:
+        raise ValueError("rows has no measured row (every status is an error or oom): nothing to draw")
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 0.35 * len(rows) + 1.2))
     colors = {"faster": "#1b7837", "slower": "#b2182b", "not distinguishable": "#999999"}
     color = [colors.get(r["verdict"], "#cccccc") for r in rows]
@@ -936,7 +939,10 @@ def time_breakdown(rows: list[dict], ax=None, title: str = "", share: bool = Fal
     """Stacked bars: where a step's time goes, by operator category, one bar per result row with a
     profile (milliseconds per step on the profiler's clock, or with ``share`` the fraction of the step)."""
     import matplotlib.pyplot as plt
+    _result_rows("rows", rows)
     rows = [r for r in rows if r.get("profile")]
+    if not rows:
+        raise ValueError("rows has no row with a profile (bench ran without --profile?): nothing to draw")
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
     left = [0.0] * len(rows)
     for cat in _bench.CATEGORIES:
@@ -953,3 +959,9 @@ def time_breakdown(rows: list[dict], ax=None, title: str = "", share: bool = Fal
     ax.legend(frameon=False, fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.18))
     ax.set_title(title, fontsize=10)
     return fig
+
+
+def _result_rows(name: str, rows) -> None:
+    if not isinstance(rows, (list, tuple)) or not rows or not all(isinstance(r, dict) for r in rows):
+        raise ValueError(f"{name} must be a non-empty list of result rows (dicts, as bench.load_results "
+                         f"gives), got {type(rows).__name__} {rows!r:.60}")
