@@ -21,29 +21,34 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 TEMPLATE = '''\
-# Setup. In Colab this installs cspnet_lab (the release below) and keeps Colab's own torch;
-# anywhere else it does nothing. CSPNET_LAB_SOURCE (a pip URL: git+https://..., file:///path)
-# installs another copy instead.
+# Setup. In Colab this installs cspnet_lab (the release below) and keeps Colab's own
+# torch; anywhere else it does nothing. CSPNET_LAB_SOURCE (a pip URL: git+https://...,
+# file:///path) installs another copy instead.
 import os, subprocess, sys
 from importlib import metadata
 REPOSITORY = "{repository}"
-RELEASE = "{release}"  # a branch, tag or commit of REPOSITORY
-if "google.colab" in sys.modules or os.environ.get("CSPNET_LAB_SOURCE"):
-    source = os.environ.get("CSPNET_LAB_SOURCE") or f"git+{{REPOSITORY}}@{{RELEASE}}"
-    command = [sys.executable, "-m", "pip", "install", "-q", f"cspnet-lab[lab] @ {{source}}"]
+# RELEASE: a branch, tag or commit of REPOSITORY
+RELEASE = "{release}"
+custom = os.environ.get("CSPNET_LAB_SOURCE", "").strip()  # blank: not set
+if "google.colab" in sys.modules or custom:
+    source = custom or f"git+{{REPOSITORY}}@{{RELEASE}}"
+    command = [sys.executable, "-m", "pip", "install", "-q",
+               f"cspnet-lab[lab] @ {{source}}"]
     pip = subprocess.run(command, capture_output=True, text=True)
     if pip.returncode != 0:
         print("pip could not install cspnet_lab; the end of its output:")
-        print("\\n".join((pip.stdout + pip.stderr).strip().splitlines()[-20:]))
+        tail = (pip.stdout + pip.stderr).strip().splitlines()[-20:]
+        print("\\n".join(tail))
 
     def version(name):
         try:
             return metadata.version(name)
         except metadata.PackageNotFoundError:
             return "missing"
-    origin = "CSPNET_LAB_SOURCE" if os.environ.get("CSPNET_LAB_SOURCE") else RELEASE
+    origin = "CSPNET_LAB_SOURCE" if custom else RELEASE
     print(f"Python {{sys.version.split()[0]}}, torch {{version('torch')}}, "
-          f"ipywidgets {{version('ipywidgets')}}, cspnet_lab {{version('cspnet-lab')}} ({{origin}})")
+          f"ipywidgets {{version('ipywidgets')}}, "
+          f"cspnet_lab {{version('cspnet-lab')}} ({{origin}})")
     if pip.returncode != 0:
         raise RuntimeError("installing cspnet_lab failed: see pip's output above")
 '''
