@@ -74,3 +74,18 @@ def test_bad_arguments():
         fuse_for_inference(torch.nn.Linear(1, 1), fold_bn=1)
     with pytest.raises(ValueError, match="out_channels"):
         fold_bn_into_conv(torch.nn.Conv2d(2, 3, 1), torch.nn.BatchNorm2d(4))
+
+
+def test_defaults_are_the_combination_measured_fastest():
+    # The committed CPU result decides the defaults: the cut set with the lowest worst-process ratio.
+    import inspect
+
+    from cspnet_lab.measure import bench
+    data = bench.load_free_cuts()
+    runs = data["runs"]["densenet121"]["processes"]
+    worst = {cut: max(p["inference"][cut][0] for p in runs) for cut in runs[0]["inference"]}
+    fastest = min(worst, key=worst.get)
+    chosen = set(bench.FREE_CUT_OPTIONS[fastest])
+    defaults = {k for k, p in inspect.signature(fuse_for_inference).parameters.items()
+                if p.default is True}
+    assert defaults == chosen, (fastest, worst)
