@@ -117,3 +117,57 @@ def test_static_explorer_responds_to_its_controls(page, name):
             "return d.innerHTML; }", frame["numbers"])
     SHOTS.mkdir(parents=True, exist_ok=True)
     ex.screenshot(path=str(SHOTS / f"{name.replace('/', '_')}_explorer.png"))
+
+
+# --------------------------------------------------------------------------- issue 22: the reader's book
+
+def _executed(name):
+    import json
+    return json.loads((ROOT / "_build" / "jupyter_execute" / f"{name}.ipynb").read_text())
+
+
+EXERCISE_PAGES = [p for p in PAGES if p.startswith("book/")
+                  and (ROOT / f"{p}.ipynb").exists() and "{dropdown}" in (ROOT / f"{p}.ipynb").read_text()]
+
+
+@pytest.mark.parametrize("name", EXERCISE_PAGES)
+def test_hints_and_solutions_start_collapsed_and_open_on_click(page, name):
+    _open(page, name)
+    hints = page.locator("details.sd-dropdown")
+    solutions = page.locator("div.tag_hide-cell:not(.tag_setup) details.hide")
+    assert hints.count() >= 1 and solutions.count() >= 1, "no exercise hint or solution on the page"
+    for group in (hints, solutions):
+        for d in group.all():
+            assert d.evaluate("el => el.open") is False, "a hint or solution is open before a click"
+    for group in (hints, solutions):
+        first = group.first
+        first.scroll_into_view_if_needed()
+        first.locator("summary").first.click()
+        assert first.evaluate("el => el.open") is True
+    # the worked solution was executed at build time: its cell shows an output under the code
+    cell = page.locator("div.tag_hide-cell:not(.tag_setup)").first
+    assert cell.locator(".cell_output").count() >= 1, "a solution cell has no output"
+
+
+@pytest.mark.parametrize("name", [p for p in PAGES if p.startswith("book/")
+                                  and (ROOT / f"{p}.ipynb").exists()])
+def test_every_figure_the_notebook_made_is_on_the_page(page, name):
+    figures = sum(1 for c in _executed(name)["cells"] if c["cell_type"] == "code"
+                  for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
+    _open(page, name)
+    shown = page.eval_on_selector_all(
+        ".cell_output img", "imgs => imgs.filter(i => i.complete && i.naturalWidth > 0).length")
+    assert shown >= figures
+
+
+@pytest.mark.parametrize("name", [p for p in PAGES if p.startswith("book/")
+                                  and (ROOT / f"{p}.ipynb").exists()])
+def test_code_fits_the_cell_without_a_scrollbar(page, name):
+    # 88 characters is the width of a code cell at the book's default layout (issue 22, item 8)
+    _open(page, name)
+    page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")  # solutions too
+    wide = page.eval_on_selector_all(
+        ".cell_input pre",
+        "pres => pres.filter(p => p.scrollWidth > p.clientWidth + 1)"
+        ".map(p => p.textContent.split('\\n').reduce((a, b) => a.length > b.length ? a : b).slice(0, 100))")
+    assert wide == [], f"code wider than its cell: {wide[:3]}"

@@ -380,11 +380,13 @@ def m_resnext_cio() -> str:
 def m_bottleneck_44() -> str:
     pk, bal = pelee_transition_peaks(), densenet_balance()
     dn, csp = bal["transition"]["DenseNet"], bal["transition"]["csp", "narrow"]
+    matched = bal["transition"]["csp", "matched"]
     return (f"Largest transition conv, PeleeNet {pk['PeleeNet']['macs'] / 1e6:.1f} M multiply-adds: "
             f"CSPPeleeNet with full-width transitions {_f(pk['CSPPeleeNet']['change_pct'])} %, fusion "
             f"last {_f(pk['fusion last']['change_pct'])} %, chapter 9's best width fit "
             f"{_f(pk['best fit']['change_pct'])} %. DenseNet-121's: {dn / 1e6:.1f} M -> "
-            f"{csp / 1e6:.1f} M with the default csp ({_f(_pct(csp, dn), '+.0f')} %).")
+            f"{csp / 1e6:.1f} M with the default csp ({_f(_pct(csp, dn), '+.0f')} %, mostly the "
+            f"narrowing), {matched / 1e6:.1f} M ({_f(_pct(matched, dn), '+.0f')} %) at DenseNet's widths.")
 
 
 def m_balance_half() -> str:
@@ -392,10 +394,16 @@ def m_balance_half() -> str:
     base = bal["base_reads"]["DenseNet"]
     first = bal["base_reads"]["first", "matched"]
     total = _pct(bal["macs"]["first", "matched"], bal["dn_macs"])
-    same = sum(v == bal["peak"]["DenseNet"] for k, v in bal["peak"].items() if k != "DenseNet")
+    dn_peak = bal["peak"]["DenseNet"]
+    same = sum(v == dn_peak for k, v in bal["peak"].items() if k != "DenseNet")
+    worst_key, worst = max(((k, v) for k, v in bal["peak"].items() if k != "DenseNet"),
+                           key=lambda kv: kv[1])
+    rise = "" if worst <= dn_peak else (
+        f"; {worst_key[0]} {worst_key[1]} raises it to {worst / 1e6:.1f} M (its dense transition)")
     return (f"The base-read term of DenseNet-121 at DenseNet's widths (fusion first): "
             f"{first / base:.2f} of DenseNet's, while the total changes {_f(total)} %. The largest "
-            f"conv (the stem's) is unchanged in {same} of {len(bal['peak']) - 1} CSP variants.")
+            f"conv is the stem's ({dn_peak / 1e6:.1f} M), which CSP never touches: unchanged in "
+            f"{same} of {len(bal['peak']) - 1} CSP variants{rise}.")
 
 
 def m_gradient_paths() -> str:
@@ -452,8 +460,9 @@ CLAIMS = (
     Claim("speed", "1, Introduction (Figure 1)",
           "but also benefit on inference speed and accuracy", m_speed, "cannot be tested here",
           "06_measuring", "Committed CPU results",
-          "The paper's speeds are detectors on GPUs; on this CPU no inference difference is resolved, "
-          "which neither confirms nor refutes them."),
+          "The paper's speeds are of whole detectors (GTX 1080 Ti, Jetson TX2, and a Core i9-9900K CPU "
+          "through OpenCV), not of backbones; on this CPU no inference difference is resolved, which "
+          "neither confirms nor refutes them."),
     Claim("memory_75", "1, Introduction",
           "can cut down 75% memory usage on PeleeNet when generating feature pyramids", m_detector,
           "cannot be tested here", "intro", "What the book tests",
@@ -464,9 +473,10 @@ CLAIMS = (
           "Only the base-channel term halves, so the saving never reaches one half; the formula is "
           "per block, not per network."),
     Claim("cio_condition", "3.1, Partial Dense Block",
-          "While m and d are usually far smaller than c", m_cio_condition, "does not hold",
+          "While m and d are usually far smaller than c", m_cio_condition, "ambiguous",
           "03_cross_stage_split", "What CSPDenseNet-121 saves",
-          "The stated condition does not bring the saving near half: c must exceed (m+1)d/2."),
+          "Read as a fact about DenseNet it holds (m and d are each far smaller than c); read as the "
+          "condition that brings the saving near half it is too weak: that needs c >> (m+1)d/2."),
     Claim("balance_half", "3.1, Partial Dense Block",
           "it can effectively solve nearly half of the computational bottleneck", m_balance_half,
           "ambiguous", "04_fusion_strategies", "Balance computation: the paper's second goal",

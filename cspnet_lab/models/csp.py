@@ -198,12 +198,14 @@ class CSPStage(nn.Module):
             self.transition = nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        x_skip, x_dense = torch.split(x, [self.skip_channels, self.dense_channels], dim=1)  # x0', x0''
-        y = self.dense_transition(self.dense(x_dense))                                    # xT
+        # x0' (the skip part) and x0'' (the dense part)
+        sizes = [self.skip_channels, self.dense_channels]
+        x_skip, x_dense = torch.split(x, sizes, dim=1)
+        y = self.dense_transition(self.dense(x_dense))          # xT
         if self.skip_channels:
-            parts = [y, self.skip(x_skip)] if self.dense_first else [self.skip(x_skip), y]
-            y = torch.cat(parts, dim=1)
-        return self.transition(y)                                                          # xU
+            skip = self.skip(x_skip)
+            y = torch.cat([y, skip] if self.dense_first else [skip, y], dim=1)
+        return self.transition(y)   # xU (fusion last: the concat itself, or pooled)
 
 
 class CSPDenseNet(DenseNetBase):

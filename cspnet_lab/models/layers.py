@@ -13,11 +13,13 @@ from torch import Tensor, nn
 
 
 class DenseLayer(nn.Module):
-    """BN-ReLU-1x1 conv (to ``bn_size * growth_rate``) then BN-ReLU-3x3 conv (to ``growth_rate``).
+    """BN-ReLU-1x1 conv (to ``bn_size * growth_rate``), then BN-ReLU-3x3 conv (to
+    ``growth_rate``).
 
-    The input is the list of every earlier feature map of the block; the layer concatenates them
-    itself, so that ``memory_efficient=True`` can recompute that concatenation in the backward pass
-    instead of storing it (Pleiss et al. 2017; torchvision does the same).
+    The input is the list of every earlier feature map of the block; the layer
+    concatenates them itself, so that ``memory_efficient=True`` can recompute that
+    concatenation (and the BN, ReLU and 1x1 conv after it) in the backward pass instead
+    of storing it (Pleiss et al. 2017; torchvision does the same).
     """
 
     def __init__(self, num_input_features: int, growth_rate: int, bn_size: int,
@@ -26,10 +28,12 @@ class DenseLayer(nn.Module):
         inter = bn_size * growth_rate
         self.norm1 = nn.BatchNorm2d(num_input_features)
         self.relu1 = nn.ReLU(inplace=True)
-        self.conv1 = nn.Conv2d(num_input_features, inter, kernel_size=1, stride=1, bias=False)
+        self.conv1 = nn.Conv2d(num_input_features, inter, kernel_size=1, stride=1,
+                               bias=False)
         self.norm2 = nn.BatchNorm2d(inter)
         self.relu2 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(inter, growth_rate, kernel_size=3, stride=1, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(inter, growth_rate, kernel_size=3, stride=1, padding=1,
+                               bias=False)
         self.drop_rate = float(drop_rate)
         self.memory_efficient = memory_efficient
 

@@ -87,9 +87,11 @@ class StemBlock(nn.Module):
 
 
 class TwoWayDenseLayer(nn.Module):
-    """Pelee paper Figure 2 (b): two branches of k/2 channels each, concatenated onto the input."""
+    """Pelee paper Figure 2 (b): two branches of k/2 channels each, concatenated onto
+    the input."""
 
-    def __init__(self, in_channels: int, growth_rate: int, bottleneck_width: int) -> None:
+    def __init__(self, in_channels: int, growth_rate: int,
+                 bottleneck_width: int) -> None:
         super().__init__()
         half = growth_rate // 2
         inter = bottleneck_channels(in_channels, growth_rate, bottleneck_width)
