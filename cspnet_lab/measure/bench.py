@@ -195,11 +195,13 @@ _CATEGORY_PATTERNS = [
 
 
 def op_category(chain) -> str:
-    """The category of a profiled operator, given its name and its parents' names (innermost first).
+    """The category of a profiled operator, given its name and its parents' names
+    (innermost first).
 
-    Anything inside ``torch.optim``'s ``Optimizer.step``/``zero_grad`` is "optimizer"; otherwise the first
-    name in the chain that matches a pattern decides; "other" if none does (the classifier's matrix
-    multiply, the loss, autograd's bookkeeping).
+    Anything inside ``torch.optim``'s ``Optimizer.step``/``zero_grad`` is
+    "optimizer"; otherwise the first name in the chain that matches a pattern decides;
+    "other" if none does (the classifier's matrix multiply, the loss, autograd's
+    bookkeeping).
     """
     chain = [chain] if isinstance(chain, str) else list(chain)
     if any(name.startswith("Optimizer.") for name in chain):

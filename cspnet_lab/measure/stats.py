@@ -158,14 +158,16 @@ def separated(a: tuple[float, float, float], b: tuple[float, float, float]) -> b
     return a[2] < b[1] or b[2] < a[1]
 
 
-def paired_bootstrap(times_s, base_s, n_boot: int = 2000, level: float = 0.95, seed: int = 0):
-    """The time ratio of a model to its baseline, ``(estimate, low, high)``, with a percentile-bootstrap
-    interval.
+def paired_bootstrap(times_s, base_s, n_boot: int = 2000, level: float = 0.95,
+                     seed: int = 0):
+    """The time ratio of a model to its baseline, ``(estimate, low, high)``, with a
+    percentile-bootstrap interval.
 
-    ``times_s[k]`` and ``base_s[k]`` come from the same interleaved round ``k``, so the estimate is the
-    median of the per-round ratios and the bootstrap resamples whole rounds (one index for both models):
-    a slow round slows both and cancels in its ratio. Given repetitions of different lengths (not from one
-    run) the pairs do not exist: the ratio of medians, each resampled on its own.
+    ``times_s[k]`` and ``base_s[k]`` come from the same interleaved round ``k``, so
+    the estimate is the median of the per-round ratios and the bootstrap resamples
+    whole rounds (one index for both models): a slow round slows both and cancels in
+    its ratio. Given repetitions of different lengths (not from one run) the pairs do
+    not exist: the ratio of medians, each resampled on its own.
     """
     a, b = np.asarray(times_s, dtype=float), np.asarray(base_s, dtype=float)
     if a.size == 0 or b.size == 0 or not (np.all(a > 0) and np.all(b > 0)):
@@ -187,10 +189,12 @@ def paired_bootstrap(times_s, base_s, n_boot: int = 2000, level: float = 0.95, s
 
 
 def realised_fraction(time_ratio: float, mac_ratio: float):
-    """The share of the multiply-add cut that the time realises: (1 - t/t_base) / (1 - m/m_base).
+    """The share of the multiply-add cut that the time realises:
+    (1 - t/t_base) / (1 - m/m_base).
 
-    1 means the time falls exactly as the multiply-adds do, 0 that it does not fall at all, below 0 that it
-    rises. None when the multiply-adds do not change (the fraction of no cut is undefined).
+    1 means the time falls exactly as the multiply-adds do, 0 that it does not fall
+    at all, below 0 that it rises. None when the multiply-adds do not change (the
+    fraction of no cut is undefined).
     """
     if mac_ratio == 1:
         return None
