@@ -185,6 +185,21 @@ def floating_tensor(name: str, x, ndim: int | None = None, model_dtype=None):
     return x
 
 
+def image_batch(x, model, in_channels: int, takes: str = "this model takes in_channels") -> None:
+    """The checks every model's ``check_input`` starts with: ``x`` is a 4-D floating tensor of the
+    model's dtype with ``in_channels`` channels (``takes`` words the last message). ValueError."""
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"input must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"input must be a 4-D batch (N, C, H, W), got shape {tuple(x.shape)}")
+    weight = next(model.parameters(), None)
+    floating_tensor("input", x, model_dtype=None if weight is None else weight.dtype)
+    if x.shape[1] != in_channels:
+        raise ValueError(f"input has {x.shape[1]} channels; {takes}={in_channels}")
+
+
 def one_line(err: BaseException, limit: int = 300, with_type: bool = True) -> str:
     """An exception as one line for a message or a result row: ``Type: text`` (or its first line
     only, without the type), whitespace collapsed, cut at ``limit`` characters."""

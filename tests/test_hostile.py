@@ -18,6 +18,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from conftest import tiny_digits
 from cspnet_lab import _checks, _io, costs
 from cspnet_lab.models import registry as models
 from cspnet_lab.train import loop as tr
@@ -27,13 +28,7 @@ TINY = "densenet_cifar:block_config=(2,2,2),growth_rate=4"
 
 @pytest.fixture(autouse=True)
 def _one_thread_tiny_data(monkeypatch):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    gen = torch.Generator().manual_seed(0)
-    x, y = torch.randn(128, 1, 8, 8, generator=gen), torch.randint(0, 10, (128,), generator=gen)
-    sets = TensorDataset(x[:96], y[:96]), TensorDataset(x[96:], y[96:])
-    real = tr.load_dataset
-    monkeypatch.setattr(tr, "load_dataset", lambda name, **kw: sets if name == "digits" else real(name, **kw))
+    before = tiny_digits(monkeypatch)
     yield
     torch.set_num_threads(before)
 

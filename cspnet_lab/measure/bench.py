@@ -842,23 +842,7 @@ def validate_results(result, source) -> dict:
 def load_results(path) -> dict:
     """Read and validate a result file. A truncated, hand-broken or impossible file is a ValueError naming it."""
     path = pathlib.Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path}: is a folder, not a result file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such result file") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a UTF-8 text file, so not a result file") from None
-    except OSError as err:
-        raise ValueError(f"{path}: cannot be read ({err.strerror})") from None
-    try:
-        result = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON (truncated or edited by hand?): {err}") from None
-    except RecursionError:
-        raise ValueError(f"{path}: nested too deeply to be a result file") from None
-    return validate_results(result, path)
+    return validate_results(_read_json(path, "result file"), path)
 
 
 # --------------------------------------------------------------------------- committed results

@@ -271,14 +271,7 @@ class DarknetModel(nn.Module):
 
     def check_input(self, x: Tensor) -> None:
         """ValueError, before any tensor work, for an input the network cannot take."""
-        if not isinstance(x, Tensor):
-            raise ValueError(f"input must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 4:
-            raise ValueError(f"input must be a 4-D batch (N, C, H, W), got shape {tuple(x.shape)}")
-        weight = next(self.parameters(), None)
-        _checks.floating_tensor("input", x, model_dtype=None if weight is None else weight.dtype)
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"input has {x.shape[1]} channels; this cfg takes channels={self.in_channels}")
+        _checks.image_batch(x, self, self.in_channels, takes="this cfg takes channels")
 
     # The model API of timm and torchvision, as on DenseNet: forward == forward_head(forward_features(x)).
     @property

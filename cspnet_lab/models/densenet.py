@@ -273,14 +273,7 @@ class DenseNetBase(nn.Module):
     def check_input(self, x: Tensor) -> None:
         """ValueError, before any tensor work, for an input the network cannot take."""
         c = self.config
-        if not isinstance(x, Tensor):
-            raise ValueError(f"input must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 4:
-            raise ValueError(f"input must be a 4-D batch (N, C, H, W), got shape {tuple(x.shape)}")
-        weight = next(self.parameters(), None)
-        _checks.floating_tensor("input", x, model_dtype=None if weight is None else weight.dtype)
-        if x.shape[1] != c.in_channels:
-            raise ValueError(f"input has {x.shape[1]} channels; this model takes in_channels={c.in_channels}")
+        _checks.image_batch(x, self, c.in_channels)
         h, w = int(x.shape[2]), int(x.shape[3])
         if min(h, w) < self.min_input_size:
             raise ValueError(f"input size {h}x{w} is too small for this network's downsampling: height and "

@@ -322,15 +322,7 @@ class PeleeNet(nn.Module):
     def check_input(self, x: Tensor) -> None:
         """ValueError, before any tensor work, for an input the network cannot take: the stem's two
         branches meet only when height and width are multiples of 4 (and >= 32)."""
-        if not isinstance(x, Tensor):
-            raise ValueError(f"input must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 4:
-            raise ValueError(f"input must be a 4-D batch (N, C, H, W), got shape {tuple(x.shape)}")
-        weight = next(self.parameters(), None)
-        _checks.floating_tensor("input", x, model_dtype=None if weight is None else weight.dtype)
-        if x.shape[1] != self.config.in_channels:
-            raise ValueError(f"input has {x.shape[1]} channels; this model takes "
-                             f"in_channels={self.config.in_channels}")
+        _checks.image_batch(x, self, self.config.in_channels)
         h, w = int(x.shape[2]), int(x.shape[3])
         if h % 4 or w % 4 or min(h, w) < 32:
             raise ValueError(f"input size {h}x{w}: PeleeNet's height and width must be multiples of 4 and "
